@@ -1,0 +1,27 @@
+# Datamodels pipeline: data -> masks -> train chunks -> aggregate -> fit -> evaluate -> report.
+# Every stage is one rule file under workflow/rules and one module of workflow/datamodels_pipeline.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/masks.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        f"{RUN}/summary.md",

@@ -1,0 +1,32 @@
+"""Atomic file output: write under a temporary name, rename when complete.
+
+A killed job therefore never leaves a half-written file under the final name,
+which Snakemake (or a user) could mistake for a finished output.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+@contextmanager
+def atomic_output(path: str | Path, suffix: str = "") -> Iterator[str]:
+    """Yield a temporary path beside ``path``; move it into place on success.
+
+    ``suffix`` keeps the extension for writers that insist on one (``np.savez``
+    appends ``.npz`` otherwise). On any exception the temporary file is removed.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

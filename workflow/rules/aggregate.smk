@@ -1,0 +1,18 @@
+rule aggregate:
+    input:
+        chunks=chunk_files("models"),
+        info=rules.prepare_data.output.info,
+        code=modules("aggregate", "store", "masks"),
+    output:
+        models=f"{RUN}/aggregate/alpha={{alpha}}/{{split}}.parquet",
+        integrity=f"{RUN}/aggregate/alpha={{alpha}}/{{split}}.integrity.json",
+    params:
+        n_models=model_count,
+    resources:
+        mem_mb=8000,
+    log:
+        f"{RUN}/logs/aggregate/alpha={{alpha}}/{{split}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/aggregate.py"

@@ -1,0 +1,61 @@
+rule evaluate:
+    input:
+        datamodels=rules.fit_datamodels.output.datamodels,
+        train=f"{RUN}/aggregate/alpha={{alpha}}/train.parquet",
+        eval=f"{RUN}/aggregate/alpha={{alpha}}/eval.parquet",
+        info=rules.prepare_data.output.info,
+        data=rules.prepare_data.output.data,
+        code=modules("evaluate", "plots", "store", "masks", "fit", "data"),
+    output:
+        metrics=f"{RUN}/evaluation/alpha={{alpha}}/metrics.json",
+        per_target=f"{RUN}/evaluation/alpha={{alpha}}/per_target.parquet",
+        scatter=report(
+            f"{RUN}/evaluation/alpha={{alpha}}/predicted_vs_actual.png",
+            caption="../report/predicted_vs_actual.rst",
+            category="Evaluation",
+            labels={"alpha": "{alpha}", "figure": "predicted vs actual"},
+        ),
+        histogram=report(
+            f"{RUN}/evaluation/alpha={{alpha}}/lds_histogram.png",
+            caption="../report/lds_histogram.rst",
+            category="Evaluation",
+            labels={"alpha": "{alpha}", "figure": "per-target LDS"},
+        ),
+    threads: 2
+    log:
+        f"{RUN}/logs/evaluate/alpha={{alpha}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate.py"
+
+
+rule learning_curve:
+    input:
+        datamodels_metrics=rules.evaluate.output.metrics,
+        train=f"{RUN}/aggregate/alpha={{alpha}}/train.parquet",
+        eval=f"{RUN}/aggregate/alpha={{alpha}}/eval.parquet",
+        info=rules.prepare_data.output.info,
+        data=rules.prepare_data.output.data,
+        code=modules("learning_curve", "evaluate", "plots", "store", "masks", "fit", "lasso", "seeding", "devices", "data"),
+    output:
+        curve=f"{RUN}/evaluation/alpha={{alpha}}/learning_curve.json",
+        plot=report(
+            f"{RUN}/evaluation/alpha={{alpha}}/learning_curve.png",
+            caption="../report/learning_curve.rst",
+            category="Evaluation",
+            labels={"alpha": "{alpha}", "figure": "learning curve"},
+        ),
+    params:
+        fractions=config["evaluate"]["learning_curve"],
+        fit=config["fit"],
+        seed=config["seed"],
+    threads: 4
+    resources:
+        mem_mb=16000,
+    log:
+        f"{RUN}/logs/learning_curve/alpha={{alpha}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/learning_curve.py"

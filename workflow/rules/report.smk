@@ -1,0 +1,26 @@
+rule summary:
+    input:
+        metrics=expand(f"{RUN}/evaluation/alpha={{alpha}}/metrics.json", alpha=ALPHAS),
+        curves=expand(f"{RUN}/evaluation/alpha={{alpha}}/learning_curve.json", alpha=ALPHAS),
+        fits=expand(f"{RUN}/datamodels/alpha={{alpha}}/fit.json", alpha=ALPHAS),
+        integrity=expand(
+            f"{RUN}/aggregate/alpha={{alpha}}/{{split}}.integrity.json", alpha=ALPHAS, split=["train", "eval"]
+        ),
+        info=rules.prepare_data.output.info,
+        code=modules("summary"),
+    output:
+        markdown=f"{RUN}/summary.md",
+        table=report(
+            f"{RUN}/summary.tsv",
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
+    params:
+        alphas=ALPHAS,
+        run=config["run"],
+    log:
+        f"{RUN}/logs/summary.log",
+    conda:
+        ENV
+    script:
+        "../scripts/summary.py"

@@ -1,0 +1,21 @@
+rule train_chunk:
+    input:
+        data=rules.prepare_data.output.data,
+        info=rules.prepare_data.output.info,
+        masks=rules.masks.output[0],
+        code=modules("train_chunk", "training", "outputs", "seeding", "store", "masks", "data", "devices"),
+    output:
+        f"{RUN}/models/alpha={{alpha}}/{{split}}/chunk-{{chunk}}.parquet",
+    params:
+        recipe=recipe(),
+        seed=config["seed"],
+    threads: 1
+    resources:
+        runtime=60,
+        mem_mb=4000,
+    log:
+        f"{RUN}/logs/train_chunk/alpha={{alpha}}/{{split}}/chunk-{{chunk}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/train_chunk.py"

@@ -1,0 +1,20 @@
+"""Snakemake script: score the datamodels of one alpha on held-out models."""
+
+import torch
+
+from datamodels_pipeline import evaluate, runlog
+
+log = runlog.setup(snakemake.log[0])
+torch.set_num_threads(max(1, snakemake.threads))
+evaluate.run(
+    datamodels_path=snakemake.input.datamodels,
+    train_path=snakemake.input.train,
+    eval_path=snakemake.input.eval,
+    info_path=snakemake.input.info,
+    data_path=snakemake.input.data,
+    alpha=float(snakemake.wildcards.alpha),
+    metrics_path=snakemake.output.metrics,
+    per_target_path=snakemake.output.per_target,
+    scatter_path=snakemake.output.scatter,
+    histogram_path=snakemake.output.histogram,
+)
