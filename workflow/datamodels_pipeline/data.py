@@ -59,11 +59,12 @@ LOADERS = {"digits": load_digits_arrays}
 
 
 def split_dataset(x: np.ndarray, y: np.ndarray, image_shape: tuple[int, ...], n_train: int,
-                  targets: str, seed: int) -> Dataset:
+                  targets: str, seed: int, n_test: int | None = None) -> Dataset:
     """Randomly split (x, y) into n_train training examples and the rest as test.
 
-    ``targets`` picks the target examples: the test examples, the training
-    examples themselves, or both (test first).
+    ``targets`` picks the target examples: the test examples (the first
+    ``n_test`` of them, or all), the training examples themselves, or both
+    (test first).
     """
     if targets not in TARGET_KINDS:
         raise ValueError(f"data.targets must be one of {TARGET_KINDS}, got {targets!r}")
@@ -71,6 +72,8 @@ def split_dataset(x: np.ndarray, y: np.ndarray, image_shape: tuple[int, ...], n_
         raise ValueError(f"data.n_train must be between 1 and {len(x) - 1} for this data set, got {n_train}")
     order = rng(seed, Stream.DATA_SPLIT).permutation(len(x))
     train, test = order[:n_train], order[n_train:]
+    if n_test is not None:
+        test = test[:n_test]
     x_parts, y_parts, index_parts = [], [], []
     if targets in ("test", "both"):
         x_parts.append(x[test]); y_parts.append(y[test]); index_parts.append(np.full(len(test), -1))
@@ -84,12 +87,12 @@ def split_dataset(x: np.ndarray, y: np.ndarray, image_shape: tuple[int, ...], n_
     )
 
 
-def prepare(name: str, n_train: int, targets: str, seed: int) -> Dataset:
+def prepare(name: str, n_train: int, targets: str, seed: int, n_test: int | None = None) -> Dataset:
     """Load the named data set and split it."""
     if name not in LOADERS:
         raise ValueError(f"data.name {name!r} is not one of {sorted(LOADERS)}")
     x, y, shape = LOADERS[name]()
-    return split_dataset(x, y, shape, n_train, targets, seed)
+    return split_dataset(x, y, shape, n_train, targets, seed, n_test)
 
 
 def fingerprint(dataset: Dataset) -> str:

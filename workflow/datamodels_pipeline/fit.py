@@ -36,6 +36,7 @@ class FitSettings:
     val_fraction: float = 0.1
     tol: float = 1e-4
     max_iter: int = 1000
+    patience: int = 3
     device: str = "cpu"
 
 
@@ -66,49 +67,71 @@ def standardization(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu.astype(np.float32), np.where(sigma > 0, sigma, 1.0).astype(np.float32)
 
 
+MIN_LAMBDAS_BEFORE_STOP = 10  # as in the paper's solver: never stop a target before 10 lambdas
+
+
 class _Problem:
     """Covariance-form lasso problem of one row set: shared rows, or rows kept per target."""
 
     def __init__(self, z: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None):
+        self.y = y
         if keep is None:
             gram, self.xy, self.yy = lasso.gram_moments(z, y)
             self.op: lasso.GramOperator | lasso.MaskedRowsOperator = lasso.GramOperator(gram)
-            self._z_mean, self._y_mean = z.mean(dim=0), y.mean(dim=0)
+            self.z_mean = z.mean(dim=0)
         else:
             self.op = lasso.MaskedRowsOperator(z, keep)
             self.xy, self.yy = self.op.moments(y)
-            self._y = y
 
-    def bias(self, w: torch.Tensor) -> torch.Tensor:
-        """Unpenalised bias of standardised-unit weights w [p, T]."""
-        if isinstance(self.op, lasso.MaskedRowsOperator):
-            return self.op.intercept(self._y, w)
-        return self._y_mean - self._z_mean @ w
+    def solve(self, targets: torch.Tensor, lam: torch.Tensor, w0: torch.Tensor, settings: FitSettings
+              ) -> tuple[torch.Tensor, torch.Tensor, lasso.SolveInfo]:
+        """Weights, bias and solver info of some targets at their lambdas."""
+        op = self.op.select(targets)
+        w, info = lasso.solve(op, self.xy[:, targets], self.yy[targets], lam, w0=w0, tol=settings.tol,
+                              max_iter=settings.max_iter)
+        if isinstance(op, lasso.MaskedRowsOperator):
+            return w, op.intercept(self.y[:, targets], w), info
+        return w, self.y[:, targets].mean(dim=0) - self.z_mean @ w, info
 
 
 def _fit_group(z: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None, fit_rows: torch.Tensor,
                val_rows: torch.Tensor, settings: FitSettings) -> dict[str, torch.Tensor]:
-    """Lambda path on fit rows, selection on validation rows, refit on all rows."""
+    """Lambda path on fit rows, selection on validation rows, refit on all rows.
+
+    A target leaves the path once its validation MSE has not improved for
+    ``settings.patience`` lambdas (after at least 10): the rest of its path
+    would only overfit, and it is where the solver converges slowest.
+    """
+    n_targets = y.shape[1]
     fit = _Problem(z[fit_rows], y[fit_rows], None if keep is None else keep[fit_rows])
     lambdas = lasso.lambda_grid(lasso.lambda_max(fit.xy), settings.n_lambdas, settings.lambda_eps)
     z_val, y_val = z[val_rows], y[val_rows]
     val_weight = torch.ones_like(y_val) if keep is None else keep[val_rows].to(y.dtype)
-    best_mse = torch.full((y.shape[1],), float("inf"), dtype=y.dtype, device=y.device)
-    best_w = torch.zeros(z.shape[1], y.shape[1], dtype=y.dtype, device=y.device)
-    best_k = torch.zeros(y.shape[1], dtype=torch.long, device=y.device)
-    for k, w, _ in lasso.path(fit.op, fit.xy, fit.yy, lambdas, tol=settings.tol, max_iter=settings.max_iter):
-        residual = z_val @ w + fit.bias(w) - y_val
-        mse = (val_weight * residual**2).sum(dim=0) / val_weight.sum(dim=0).clamp(min=1)
-        better = mse < best_mse
-        best_mse = torch.where(better, mse, best_mse)
-        best_k = torch.where(better, k, best_k)
-        best_w[:, better] = w[:, better]
+    best_mse = torch.full((n_targets,), float("inf"), dtype=y.dtype, device=y.device)
+    best_w = torch.zeros(z.shape[1], n_targets, dtype=y.dtype, device=y.device)
+    best_k = torch.zeros(n_targets, dtype=torch.long, device=y.device)
+    since_best = torch.zeros(n_targets, dtype=torch.long, device=y.device)
+    w_path = torch.zeros_like(best_w)
+    active = torch.arange(n_targets, device=y.device)
+    for k in range(lambdas.shape[0]):
+        w, b, _ = fit.solve(active, lambdas[k, active], w_path[:, active], settings)
+        w_path[:, active] = w
+        weight = val_weight[:, active]
+        mse = (weight * (z_val @ w + b - y_val[:, active]) ** 2).sum(dim=0) / weight.sum(dim=0).clamp(min=1)
+        better = mse < best_mse[active]
+        improved = active[better]
+        best_mse[improved], best_k[improved], best_w[:, improved] = mse[better], k, w[:, better]
+        since_best[active] = torch.where(better, 0, since_best[active] + 1)
+        if settings.patience and k + 1 >= MIN_LAMBDAS_BEFORE_STOP:
+            active = active[since_best[active] < settings.patience]
+        if active.numel() == 0:
+            break
     lam = lambdas.gather(0, best_k[None, :])[0]
     full = _Problem(z, y, keep)
-    w, info = lasso.solve(full.op, full.xy, full.yy, lam, w0=best_w, tol=settings.tol, max_iter=settings.max_iter)
-    return {"w": w, "b": full.bias(w), "lam": lam, "best_k": best_k, "val_mse": best_mse,
-            "converged": info.converged, "n_models": (keep.sum(dim=0) if keep is not None
-                                                       else torch.full_like(best_k, z.shape[0]))}
+    w, b, info = full.solve(torch.arange(n_targets, device=y.device), lam, best_w, settings)
+    n_models = keep.sum(dim=0) if keep is not None else torch.full_like(best_k, z.shape[0])
+    return {"w": w, "b": b, "lam": lam, "best_k": best_k, "val_mse": best_mse, "converged": info.converged,
+            "n_models": n_models}
 
 
 def fit(mask: np.ndarray, outputs: np.ndarray, target_train_index: np.ndarray, settings: FitSettings,
@@ -118,7 +141,7 @@ def fit(mask: np.ndarray, outputs: np.ndarray, target_train_index: np.ndarray, s
     n = mask.shape[0]
     mu, sigma = standardization(mask)
     z = torch.from_numpy((mask - mu) / sigma).to(device=device, dtype=torch.float32)
-    y = torch.from_numpy(np.ascontiguousarray(outputs, dtype=np.float32)).to(device)
+    y = torch.from_numpy(np.array(outputs, dtype=np.float32)).to(device)
     order = rng(seed, Stream.FIT_VALIDATION, alpha).permutation(n)
     n_val = int(round(settings.val_fraction * n))
     val_rows = torch.from_numpy(np.sort(order[:n_val])).to(device)

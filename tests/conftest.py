@@ -1,0 +1,30 @@
+"""Shared fixtures: the repository root and small synthetic model tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datamodels_pipeline import masks, store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def layout() -> store.Layout:
+    return store.Layout(n_train=20, n_targets=3, subset_size=10, fingerprint="f" * 64)
+
+
+def make_models(layout: store.Layout, ids: list[int], seed: int = 0) -> store.Models:
+    """Models with real fixed-size subsets and random margins."""
+    subsets = masks.draw_subsets(seed, "train", layout.subset_size / layout.n_train, ids, layout.n_train)
+    generator = np.random.default_rng(seed)
+    k = len(ids)
+    return store.Models(
+        model_id=np.asarray(ids, dtype=np.int64), mask=masks.to_mask(subsets, layout.n_train),
+        margins=generator.normal(size=(k, layout.n_targets)).astype(np.float32),
+        train_accuracy=np.ones(k, np.float32), target_accuracy=np.full(k, 0.5, np.float32),
+        diverged=np.zeros(k, bool),
+    )

@@ -1,0 +1,128 @@
+"""The smoke DAG end to end, rerun behaviour, lint, bad config and the report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from scipy.stats import spearmanr
+
+from datamodels_pipeline import data, fit, masks, store
+
+from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake, write_config
+
+pytestmark = pytest.mark.workflow
+SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    snakemake(workdir, configfile=write_config(workdir, "smoke"))
+    return workdir
+
+
+def results(run_dir):
+    return run_dir / "results" / SMOKE["run"]
+
+
+def test_outputs_and_metrics(run_dir):
+    for alpha in ("0.5", "0.25"):
+        metrics = json.loads((results(run_dir) / f"evaluation/alpha={alpha}/metrics.json").read_text())
+        for key in ("lds", "pooled_spearman", "pooled_pearson", "mse", "n_train_models", "n_eval_models", "baseline_lds"):
+            assert key in metrics
+        assert metrics["n_train_models"] == SMOKE["subsets"]["n_models"]
+        assert metrics["n_eval_models"] == SMOKE["subsets"]["n_eval_models"]
+        assert 0 < metrics["pooled_spearman"] <= 1
+        for figure in ("predicted_vs_actual.png", "lds_histogram.png", "learning_curve.png"):
+            assert (results(run_dir) / f"evaluation/alpha={alpha}/{figure}").stat().st_size > 1000
+    assert "LDS" in (results(run_dir) / "summary.md").read_text()
+
+
+def test_outputs_match_an_independent_recomputation(run_dir):
+    """Masks redrawn from the seed, LDS recomputed with scipy from the stored files."""
+    base = results(run_dir)
+    info = json.loads((base / "data/dataset.json").read_text())
+    dataset = data.load(base / "data/dataset.npz")
+    assert data.fingerprint(dataset) == info["fingerprint"]
+    layout = store.layout_for(info, 0.5)
+    train = store.read_models(base / "aggregate/alpha=0.5/train.parquet", layout)
+    held_out = store.read_models(base / "aggregate/alpha=0.5/eval.parquet", layout)
+    expected = masks.to_mask(masks.draw_subsets(SMOKE["seed"], "train", 0.5, train.model_id, info["n_train"]), info["n_train"])
+    np.testing.assert_array_equal(train.mask, expected)
+    dm = fit.read(base / "datamodels/alpha=0.5/datamodels.parquet")
+    per_target = []
+    for t in range(info["n_targets"]):
+        rows = np.ones(len(held_out), bool)
+        if dataset.target_train_index[t] >= 0:
+            rows = ~held_out.mask[:, dataset.target_train_index[t]]
+        predicted = held_out.mask[rows].astype(np.float64) @ dm.weight[:, t] + dm.bias[t]
+        rho = spearmanr(predicted, held_out.margins[rows, t]).statistic
+        per_target.append(0.0 if np.isnan(rho) else rho)
+    metrics = json.loads((base / "evaluation/alpha=0.5/metrics.json").read_text())
+    assert np.isclose(np.mean(per_target), metrics["lds"], atol=1e-6)
+
+
+def test_second_run_does_nothing(run_dir):
+    assert planned_jobs(snakemake(run_dir, "-n", configfile=write_config(run_dir, "smoke"))) == {}
+
+
+def test_more_models_train_only_the_new_chunks(run_dir):
+    grown = write_config(run_dir, "grown", lambda c: c["subsets"].update(n_models=160))
+    jobs = planned_jobs(snakemake(run_dir, "-n", configfile=grown))
+    assert jobs["train_chunk"] == 2 and jobs["masks"] == 2  # one new chunk per alpha
+    assert jobs["aggregate"] == 2 and jobs["fit_datamodels"] == 2  # the train aggregate of each alpha
+    assert "prepare_data" not in jobs
+
+
+def test_regression_parameter_does_not_retrain(run_dir):
+    changed = write_config(run_dir, "refit", lambda c: c["fit"].update(n_lambdas=6))
+    jobs = planned_jobs(snakemake(run_dir, "-n", configfile=changed))
+    assert set(jobs) == {"fit_datamodels", "evaluate", "learning_curve", "summary", "all"}
+
+
+def test_code_edits_rerun_only_their_stage(run_dir):
+    config = write_config(run_dir, "smoke")
+    module = run_dir / "workflow/datamodels_pipeline/evaluate.py"
+    original = module.read_text()
+    try:
+        module.write_text(original + "\n# an edit\n")
+        assert set(planned_jobs(snakemake(run_dir, "-n", configfile=config))) == {"evaluate", "learning_curve", "summary", "all"}
+        module.write_text(original)
+        lasso = run_dir / "workflow/datamodels_pipeline/lasso.py"
+        lasso_text = lasso.read_text()
+        lasso.write_text(lasso_text + "\n# an edit\n")
+        assert set(planned_jobs(snakemake(run_dir, "-n", configfile=config))) == {
+            "fit_datamodels", "evaluate", "learning_curve", "summary", "all"}
+        lasso.write_text(lasso_text)
+        training = run_dir / "workflow/datamodels_pipeline/training.py"
+        training_text = training.read_text()
+        training.write_text(training_text + "\n# an edit\n")
+        assert planned_jobs(snakemake(run_dir, "-n", configfile=config))["train_chunk"] == 8
+        training.write_text(training_text)
+    finally:
+        module.write_text(original)
+
+
+def test_report_has_every_figure(run_dir):
+    snakemake(run_dir, "--report", str(run_dir / "report.html"), configfile=write_config(run_dir, "smoke"))
+    html = (run_dir / "report.html").read_text(errors="ignore")
+    for name in ("predicted_vs_actual.png", "lds_histogram.png", "learning_curve.png", "summary.tsv"):
+        assert name in html
+
+
+def test_lint_is_clean(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    result = snakemake(workdir, "--lint", configfile=write_config(workdir, "smoke"), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_bad_config_stops_before_anything_runs(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    bad = write_config(workdir, "bad", lambda c: c["subsets"].update(alphas=[1.5]))
+    result = snakemake(workdir, "-n", configfile=bad, check=False)
+    assert result.returncode != 0
+    assert "invalid config key 'subsets.alphas[0]'" in result.stdout + result.stderr
+    assert not (workdir / "results").exists()
