@@ -91,3 +91,13 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
             open(tmp, "w").write("partial")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_output_has_ordinary_permissions(tmp_path):
+    import os
+
+    with atomic_output(tmp_path / "out.txt") as tmp:
+        open(tmp, "w").write("done")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -13,6 +13,12 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_output(path: str | Path, suffix: str = "") -> Iterator[str]:
     """Yield a temporary path beside ``path``; move it into place on success.
@@ -26,6 +32,7 @@ def atomic_output(path: str | Path, suffix: str = "") -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the permissions open() would
         os.replace(tmp, final)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

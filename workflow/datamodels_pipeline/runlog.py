@@ -16,4 +16,11 @@ def setup(path: str | Path) -> logging.Logger:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
     warnings.simplefilter("default")
-    return logging.getLogger("datamodels_pipeline")
+    logger = logging.getLogger("datamodels_pipeline")
+
+    def log_uncaught(kind, error, trace) -> None:
+        """Put a crash's traceback in the job log, where Snakemake points the user."""
+        logger.critical("job failed", exc_info=(kind, error, trace))
+
+    sys.excepthook = log_uncaught
+    return logger

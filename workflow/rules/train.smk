@@ -13,6 +13,8 @@ rule train_chunk:
     resources:
         runtime=60,
         mem_mb=4000,
+        # One GPU per chunk job when the config asks for CUDA (sbatch --gpus=1 on SLURM; 0 requests none).
+        gpu=1 if config["train"]["device"] == "cuda" else 0,
     log:
         f"{RUN}/logs/train_chunk/alpha={{alpha}}/{{split}}/chunk-{{chunk}}.log",
     conda:

@@ -1,0 +1,250 @@
+"""Surviving kills and failures: finished chunks are kept and reused, broken ones are redone or named.
+
+Each test runs a tiny one-alpha configuration through snakemake in a subprocess (local executor):
+four train chunks and one eval chunk of 20 models each, two epochs, a short lambda path. The target is
+the core pipeline's summary (data -> chunks -> aggregate -> fit -> evaluate), where resuming matters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from datamodels_pipeline import fit, store
+from datamodels_pipeline.train_chunk import FAIL_CHUNKS_ENV, FAIL_ONCE_DIR_ENV
+
+from workflow_helpers import copy_workflow, planned_jobs, snakemake, write_config
+
+pytestmark = pytest.mark.workflow
+
+RUN = "tiny"
+ALPHA = "0.5"
+CHUNKS = {"train": 4, "eval": 1}  # n_models / models_per_chunk
+FAILING = f"alpha={ALPHA}/train/1"
+TARGET = f"results/{RUN}/summary.md"
+
+
+def tiny(config: dict) -> None:
+    """One alpha, 80 + 20 models in chunks of 20, two epochs, a five-lambda path, test targets only."""
+    config["run"] = RUN
+    config["data"].update(targets="test", n_test=30)
+    config["subsets"].update(alphas=[float(ALPHA)], n_models=80, n_eval_models=20, models_per_chunk=20)
+    config["train"]["epochs"] = 2
+    config["fit"].update(n_lambdas=5, max_iter=200)
+    config["evaluate"]["learning_curve"] = [1.0]
+
+
+def prepare(workdir: Path) -> Path:
+    copy_workflow(workdir)
+    return write_config(workdir, RUN, tiny)
+
+
+def run(workdir: Path, *args: str, config: Path, check: bool = True, target: str = TARGET):
+    """snakemake [args] --show-failed-logs <target> in workdir (the target after a flag, so that
+    --configfile, which takes several values, does not swallow it)."""
+    return snakemake(workdir, *args, "--show-failed-logs", target, configfile=config, check=check)
+
+
+def results(workdir: Path) -> Path:
+    return workdir / "results" / RUN
+
+
+def chunk_path(workdir: Path, split: str, chunk: int) -> Path:
+    return results(workdir) / f"models/alpha={ALPHA}/{split}/chunk-{chunk}.parquet"
+
+
+def all_chunks(workdir: Path) -> list[Path]:
+    return [chunk_path(workdir, split, k) for split, n in CHUNKS.items() for k in range(n)]
+
+
+def identity(paths) -> dict[Path, tuple[int, int]]:
+    """(inode, mtime in ns) of each existing file: a rewritten file changes both or at least one."""
+    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in paths if p.exists()}
+
+
+def layout(workdir: Path) -> store.Layout:
+    return store.layout_for(json.loads((results(workdir) / "data/dataset.json").read_text()), float(ALPHA))
+
+
+def assert_same_results(actual: Path, expected: Path) -> None:
+    """Aggregates: identical ids and masks (bit for bit), margins equal to float tolerance; same datamodels."""
+    for split in CHUNKS:
+        a_path = results(actual) / f"aggregate/alpha={ALPHA}/{split}.parquet"
+        e_path = results(expected) / f"aggregate/alpha={ALPHA}/{split}.parquet"
+        assert pq.read_table(a_path, columns=["mask"]).column("mask").equals(
+            pq.read_table(e_path, columns=["mask"]).column("mask")), f"{split} masks differ"
+        a, e = store.read_models(a_path, layout(actual)), store.read_models(e_path, layout(expected))
+        np.testing.assert_array_equal(a.model_id, e.model_id)
+        np.testing.assert_allclose(a.margins, e.margins, rtol=1e-5, atol=1e-5)
+    a_dm = fit.read(results(actual) / f"datamodels/alpha={ALPHA}/datamodels.parquet")
+    e_dm = fit.read(results(expected) / f"datamodels/alpha={ALPHA}/datamodels.parquet")
+    np.testing.assert_allclose(a_dm.weight, e_dm.weight, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a_dm.bias, e_dm.bias, rtol=1e-4, atol=1e-5)
+    assert (results(actual) / "summary.md").exists()
+
+
+def job_outputs(text: str, rule: str) -> dict[int, str]:
+    """jobid -> first output of each job of ``rule`` announced in a snakemake log."""
+    jobs, current = {}, None
+    for line in text.splitlines():
+        header = re.match(r"^\s*(?:local)?rule (\w+):$", line)
+        if header:
+            current = {"rule": header.group(1)}
+            continue
+        if current is None:
+            continue
+        field = re.match(r"^\s+(output|jobid): (\S+)", line)
+        if field:
+            current[field.group(1)] = field.group(2).rstrip(",")
+            if current["rule"] == rule and "output" in current and "jobid" in current:
+                jobs[int(current["jobid"])] = current["output"]
+        elif not line.startswith((" ", "\t")):
+            current = None
+    return jobs
+
+
+def finished_outputs(text: str, rule: str) -> set[str]:
+    """Outputs of the jobs of ``rule`` that snakemake reported as finished."""
+    outputs = job_outputs(text, rule)
+    done = {int(m) for m in re.findall(rf"Finished jobid: (\d+) \(Rule: {rule}\)", text)}
+    return {outputs[j] for j in done if j in outputs}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted run of the tiny configuration."""
+    workdir = tmp_path_factory.mktemp("reference")
+    run(workdir, config=prepare(workdir))
+    return workdir
+
+
+def test_killed_run_resumes_without_retraining_finished_chunks(tmp_path, reference):
+    config = prepare(tmp_path)
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"), "--directory",
+               str(tmp_path), "--cores", "2", "--workflow-profile", "none", TARGET, "--configfile", str(config)]
+    log_path = tmp_path / "killed-run.log"
+    aggregate = results(tmp_path) / f"aggregate/alpha={ALPHA}/train.parquet"
+    with open(log_path, "w") as log:
+        # Its own session: the kill takes snakemake and every job it started, like a node going away.
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+                                   start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            deadline = time.monotonic() + 600
+            while not finished_outputs(log_path.read_text(), "train_chunk"):
+                assert process.poll() is None, f"snakemake ended before any chunk finished:\n{log_path.read_text()[-4000:]}"
+                assert time.monotonic() < deadline, "no chunk finished within 10 minutes"
+                time.sleep(0.05)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    text = log_path.read_text()
+    assert not aggregate.exists(), "the run finished before it could be killed; the test needs more chunks"
+    reported = {tmp_path / p for p in finished_outputs(text, "train_chunk")}
+    assert reported
+    # Whatever carries a chunk's final name is a complete, readable file: jobs write under a temporary
+    # name and rename at the end, so a killed job leaves at most a hidden *.tmp file behind.
+    for path in all_chunks(tmp_path):
+        if path.exists():
+            store.read_models(path, layout(tmp_path))
+    before = identity(all_chunks(tmp_path))
+
+    # A killed snakemake leaves its lock: unlock, then resume (the default profile sets --rerun-incomplete).
+    snakemake(tmp_path, "--unlock", configfile=config)
+    dry = run(tmp_path, "-n", "--rerun-incomplete", config=config)
+    planned = {tmp_path / p for p in job_outputs(dry.stdout + dry.stderr, "train_chunk").values()}
+    assert planned_jobs(dry)["train_chunk"] == len(planned)
+    kept = set(all_chunks(tmp_path)) - planned
+    # Every chunk reported finished before the kill is kept (a chunk recorded a few milliseconds before
+    # the kill may be kept without having been reported yet); the others are planned again.
+    assert reported <= kept and planned, (reported, kept)
+    untrusted = set(before) - kept  # on disk under the final name, but its job was never recorded finished
+    rerun = run(tmp_path, "--rerun-incomplete", config=config)
+    retrained = {tmp_path / p for p in job_outputs(rerun.stdout + rerun.stderr, "train_chunk").values()}
+    assert retrained == planned
+    after = identity(all_chunks(tmp_path))
+    for path in kept:
+        assert after[path] == before[path], f"{path} was retrained although it had finished"
+    for path in untrusted:  # never taken as complete: redone from scratch
+        assert after[path] != before[path], f"{path} was taken as complete although its job never finished"
+    assert_same_results(tmp_path, reference)
+
+
+def test_transient_chunk_failure_is_retried(tmp_path, reference, monkeypatch):
+    config = prepare(tmp_path)
+    markers = tmp_path / "failed-once"
+    monkeypatch.setenv(FAIL_CHUNKS_ENV, FAILING)
+    monkeypatch.setenv(FAIL_ONCE_DIR_ENV, str(markers))
+    result = run(tmp_path, "--retries", "1", config=config)
+    output = result.stdout + result.stderr
+    assert (markers / f"alpha={ALPHA}_train_1.failed").exists(), "the injected failure never fired"
+    assert f"chunk {FAILING}: injected test failure" in output
+    assert "Trying to restart job" in output
+    assert_same_results(tmp_path, reference)
+
+
+def test_permanent_chunk_failure_names_the_chunk_and_keeps_the_others(tmp_path, reference, monkeypatch):
+    config = prepare(tmp_path)
+    failing = chunk_path(tmp_path, "train", 1)
+    log = f"results/{RUN}/logs/train_chunk/alpha={ALPHA}/train/chunk-1.log"
+    monkeypatch.setenv(FAIL_CHUNKS_ENV, FAILING)
+    result = run(tmp_path, "--keep-going", config=config, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Error in rule train_chunk" in output
+    assert f"chunk {FAILING}: injected test failure" in output
+    assert log in output, "snakemake does not point at the failed chunk's log"
+    assert f"chunk {FAILING}: injected test failure" in (tmp_path / log).read_text()
+    # --keep-going: every other chunk finished (and the eval aggregate, which does not need the failed one).
+    others = [p for p in all_chunks(tmp_path) if p != failing]
+    assert not failing.exists() and all(p.exists() for p in others)
+    assert (results(tmp_path) / f"aggregate/alpha={ALPHA}/eval.parquet").exists()
+    assert not (results(tmp_path) / f"aggregate/alpha={ALPHA}/train.parquet").exists()
+    before = identity(others)
+
+    # The cause is fixed: the next run trains only the failed chunk and what depends on it.
+    monkeypatch.delenv(FAIL_CHUNKS_ENV)
+    plan = planned_jobs(run(tmp_path, "-n", config=config))
+    assert plan["train_chunk"] == 1 and plan["aggregate"] == 1 and plan["fit_datamodels"] == 1, plan
+    assert "masks" not in plan and "prepare_data" not in plan, plan
+    rerun = run(tmp_path, config=config)
+    assert set(job_outputs(rerun.stdout + rerun.stderr, "train_chunk").values()) == {
+        str(failing.relative_to(tmp_path))}
+    assert identity(others) == before
+    assert_same_results(tmp_path, reference)
+
+
+def test_corrupt_chunk_is_named_at_aggregation(tmp_path):
+    config = prepare(tmp_path)
+    target = f"results/{RUN}/aggregate/alpha={ALPHA}/eval.parquet"
+    run(tmp_path, config=config, target=target)
+    chunk = chunk_path(tmp_path, "eval", 0)
+    relative = str(chunk.relative_to(tmp_path))
+    original = chunk.read_bytes()
+
+    # Truncated (e.g. a copy that stopped half way): the new mtime and checksum make aggregate rerun.
+    chunk.write_bytes(original[: len(original) // 2])
+    result = run(tmp_path, config=config, target=target, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Error in rule aggregate" in output
+    assert re.search(rf"StoreError: \S*{re.escape(relative)}: not a readable Parquet file", output), output[-3000:]
+
+    # A foreign Parquet file under a chunk's name.
+    pq.write_table(pa.table({"model_id": pa.array([0, 1], pa.int64()), "x": pa.array([0.5, 1.5])}), chunk)
+    result = run(tmp_path, config=config, target=target, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert re.search(rf"StoreError: \S*{re.escape(relative)}: not a models file of this pipeline", output), output[-3000:]
+    assert not (tmp_path / target).exists()

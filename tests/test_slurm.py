@@ -1,0 +1,75 @@
+"""The workflow on a real SLURM cluster through profiles/slurm gives the results of a local run.
+
+The cluster is the single-node one that tests/slurm/start_slurm.sh brings up on this machine (CI runs it
+from .ci/run; the fixture below runs it again, which is a no-op when SLURM already answers). The
+compute node is this machine, so jobs share the file system and the Python environment, as nodes of a
+real cluster share them over a network file system. Skipped only when SLURM is not installed here or
+cannot be started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workflow_helpers import REPO, copy_workflow, snakemake, write_config
+
+from test_resume import ALPHA, RUN, assert_same_results, results, tiny
+
+pytestmark = pytest.mark.workflow
+START = REPO / "tests" / "slurm" / "start_slurm.sh"
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster() -> None:
+    missing = [p for p in ("slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "munged") if shutil.which(p) is None]
+    if missing:
+        pytest.skip(f"SLURM is not installed ({', '.join(missing)} not found); install slurmctld slurmd "
+                    "slurm-client munge (as .ci/run does) to run this test")
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    started = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=300)
+    if started.returncode != 0:
+        pytest.skip(f"SLURM could not be started by {START.relative_to(REPO)} "
+                    f"(exit {started.returncode}): {started.stderr.strip()[-1500:]}")
+    partitions = subprocess.run(["sinfo", "--noheader", "--format", "%P"], capture_output=True, text=True, check=True)
+    assert "debug" in partitions.stdout, partitions.stdout
+
+
+def test_slurm_run_equals_local_run(tmp_path, slurm_cluster):
+    # The local reference, without any profile.
+    local = copy_workflow(tmp_path / "local")
+    snakemake(local, configfile=write_config(local, RUN, tiny))
+
+    # The same configuration submitted to SLURM, one sbatch job per rule job (masks + train_chunk grouped).
+    cluster = copy_workflow(tmp_path / "slurm")
+    shutil.copytree(REPO / "profiles" / "slurm", cluster / "profiles" / "slurm")
+    config = write_config(cluster, RUN, tiny)
+    venv_bin = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}
+    rules = snakemake(cluster, "--list-rules", configfile=config).stdout.split()
+    assert "train_chunk" in rules, rules
+    memory = [f"{rule}:mem_mb=1000" for rule in rules]
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(cluster / "Snakefile"), "--directory", str(cluster),
+        "--workflow-profile", "profiles/slurm", "--configfile", str(config),
+        # Site-specific settings of this test cluster: no accounting database, partition "debug".
+        "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "2",
+        "--default-resources", "slurm_partition=debug", "runtime=10", "mem_mb=500",
+        # Small requests so that every job fits the one node; as many threads as a local run gets.
+        "--set-resources", *memory, "--max-threads", "2",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cluster, env=env, timeout=1500)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"SLURM run failed:\n{output[-8000:]}"
+    assert "Using workflow specific profile profiles/slurm" in output
+    assert "has been submitted with SLURM jobid" in output
+    assert "Falling back to 'sacct'" not in output
+    train_log = results(cluster) / f"logs/train_chunk/alpha={ALPHA}/train/chunk-0.log"
+    assert "models in" in train_log.read_text()
+
+    assert_same_results(cluster, local)
