@@ -5,7 +5,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The default configuration, unless configuration files are given with --configfile: those replace it
+# (they are not merged into it, so a configuration that switches model.name inherits no keys of another learner).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
@@ -19,9 +23,15 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/applications.smk"
 
 
 rule all:
     default_target: True
     input:
         f"{RUN}/summary.md",
+        expand(
+            f"{RUN}/applications/{{application}}/alpha={{alpha}}/summary.json",
+            application=["counterfactuals", "brittleness", "similar_examples", "leakage", "embeddings"],
+            alpha=ALPHAS,
+        ),

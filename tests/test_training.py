@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,18 +13,11 @@ from datamodels_pipeline import training
 from datamodels_pipeline.seeding import Stream, int_seed
 from datamodels_pipeline.training import Recipe, _backward, _forward, _init_params, train_batched, train_single
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 N_TRAIN = 1200
 ALPHA = 0.5
 Digits = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny products: one thread is fastest, and immune to other load on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from scipy.stats import spearmanr
@@ -15,6 +16,7 @@ from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake, write
 
 pytestmark = pytest.mark.workflow
 SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+APPLICATIONS = ("counterfactuals", "brittleness", "similar_examples", "leakage", "embeddings")
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +67,37 @@ def test_outputs_match_an_independent_recomputation(run_dir):
     assert np.isclose(np.mean(per_target), metrics["lds"], atol=1e-6)
 
 
+def test_application_outputs(run_dir):
+    """Tables, summaries and figures of the applications; predictions recomputed from the datamodels."""
+    settings = SMOKE["applications"]
+    for alpha in ("0.5", "0.25"):
+        base = results(run_dir) / "applications"
+        dm = fit.read(results(run_dir) / f"datamodels/alpha={alpha}/datamodels.parquet")
+        table = pq.read_table(base / f"counterfactuals/alpha={alpha}/counterfactuals.parquet").to_pylist()
+        counter = settings["counterfactuals"]
+        assert len(table) == counter["n_targets"] * len(counter["k"]) * 3
+        for row in table:
+            assert len(row["removed"]) == row["k"]
+            assert np.isclose(row["predicted_change"], -dm.weight[row["removed"], row["target"]].astype(np.float64).sum())
+            assert np.isfinite(row["actual_change"])
+        summary = json.loads((base / f"counterfactuals/alpha={alpha}/summary.json").read_text())
+        assert set(summary["mean_actual_change"]) == {"datamodel", "random", "nearest"}
+        assert summary["n_models_trained"] == counter["n_seeds"] * (1 + len(table))
+        support = pq.read_table(base / f"brittleness/alpha={alpha}/support.parquet").to_pylist()
+        assert 0 < len(support) <= settings["brittleness"]["n_targets"]
+        assert all(row["reference_margin"] > 0 for row in support)
+        assert all(row["flippable"] == (row["support_estimate"] > 0) for row in support)
+        brittle = json.loads((base / f"brittleness/alpha={alpha}/summary.json").read_text())
+        assert brittle["n_flippable"] == sum(row["flippable"] for row in support)
+        similar = pq.read_table(base / f"similar_examples/alpha={alpha}/similar_examples.parquet").to_pylist()
+        for row in similar:
+            assert (row["weight"] > 0) == (row["sign"] == "positive")
+            assert np.isclose(row["weight"], dm.weight[row["train_index"], row["target"]])
+        for figure in ("counterfactuals/alpha={a}/predicted_vs_actual_change.png", "counterfactuals/alpha={a}/margin_drop_vs_k.png",
+                       "brittleness/alpha={a}/support_curve.png", "similar_examples/alpha={a}/similar_examples.png"):
+            assert (base / figure.format(a=alpha)).stat().st_size > 1000
+
+
 def test_second_run_does_nothing(run_dir):
     assert planned_jobs(snakemake(run_dir, "-n", configfile=write_config(run_dir, "smoke"))) == {}
 
@@ -80,7 +113,8 @@ def test_more_models_train_only_the_new_chunks(run_dir):
 def test_regression_parameter_does_not_retrain(run_dir):
     changed = write_config(run_dir, "refit", lambda c: c["fit"].update(n_lambdas=6))
     jobs = planned_jobs(snakemake(run_dir, "-n", configfile=changed))
-    assert set(jobs) == {"fit_datamodels", "evaluate", "learning_curve", "summary", "all"}
+    # The applications read the datamodels, so they legitimately rerun too (the base models do not retrain).
+    assert set(jobs) == {"fit_datamodels", "evaluate", "learning_curve", "summary", "all", *APPLICATIONS}
 
 
 def test_code_edits_rerun_only_their_stage(run_dir):
@@ -95,13 +129,18 @@ def test_code_edits_rerun_only_their_stage(run_dir):
         lasso_text = lasso.read_text()
         lasso.write_text(lasso_text + "\n# an edit\n")
         assert set(planned_jobs(snakemake(run_dir, "-n", configfile=config))) == {
-            "fit_datamodels", "evaluate", "learning_curve", "summary", "all"}
+            "fit_datamodels", "evaluate", "learning_curve", "summary", "all", *APPLICATIONS}
         lasso.write_text(lasso_text)
         training = run_dir / "workflow/datamodels_pipeline/training.py"
         training_text = training.read_text()
         training.write_text(training_text + "\n# an edit\n")
         assert planned_jobs(snakemake(run_dir, "-n", configfile=config))["train_chunk"] == 8
         training.write_text(training_text)
+        brittle = run_dir / "workflow/datamodels_pipeline/applications/brittleness.py"
+        brittle_text = brittle.read_text()
+        brittle.write_text(brittle_text + "\n# an edit\n")
+        assert planned_jobs(snakemake(run_dir, "-n", configfile=config)) == {"brittleness": 2, "all": 1}
+        brittle.write_text(brittle_text)
     finally:
         module.write_text(original)
 
@@ -109,7 +148,9 @@ def test_code_edits_rerun_only_their_stage(run_dir):
 def test_report_has_every_figure(run_dir):
     snakemake(run_dir, "--report", str(run_dir / "report.html"), configfile=write_config(run_dir, "smoke"))
     html = (run_dir / "report.html").read_text(errors="ignore")
-    for name in ("predicted_vs_actual.png", "lds_histogram.png", "learning_curve.png", "summary.tsv"):
+    for name in ("predicted_vs_actual.png", "lds_histogram.png", "learning_curve.png", "summary.tsv",
+                 "predicted_vs_actual_change.png", "margin_drop_vs_k.png", "support_curve.png", "similar_examples.png",
+                 "leakage.png", "components.png", "clusters.png", "intervention.png"):
         assert name in html
 
 

@@ -22,6 +22,7 @@ class Stream(IntEnum):
     EVAL_MODEL = 5
     FIT_VALIDATION = 6
     APPLICATION = 7
+    DATA_PLANT = 8
 
 
 def alpha_key(alpha: float) -> int:

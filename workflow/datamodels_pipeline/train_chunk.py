@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data, devices, masks, store, training
+from . import data, devices, learners, masks, store
 from .seeding import Stream, int_seed
 
 log = logging.getLogger(__name__)
@@ -46,14 +46,6 @@ def inject_test_failure(alpha: float, split: str, chunk: int) -> None:
     raise RuntimeError(message)
 
 
-def recipe_from_config(recipe: dict) -> training.Recipe:
-    """The trainer's Recipe from the config's ``model`` and ``train`` sections."""
-    model, train = recipe["model"], recipe["train"]
-    hidden = tuple(model.get("hidden", ())) if model["name"] == "mlp" else ()
-    return training.Recipe(hidden=hidden, epochs=train["epochs"], batch_size=train["batch_size"], lr=train["lr"],
-                           momentum=train["momentum"], weight_decay=train["weight_decay"])
-
-
 def run(data_path: str, info_path: str, masks_path: str, output_path: str, alpha: float, split: str,
         chunk: int, recipe: dict, seed: int, threads: int) -> None:
     """Train the chunk's models together; store margins and accuracies."""
@@ -65,18 +57,15 @@ def run(data_path: str, info_path: str, masks_path: str, output_path: str, alpha
     device = devices.resolve(recipe["train"].get("device", "cpu"))
     seeds = [int_seed(seed, MODEL_STREAMS[split], alpha, int(i)) for i in model_ids]
     start = time.perf_counter()
-    result = training.train_batched(
-        torch.from_numpy(dataset.x_train.reshape(dataset.n_train, -1)), torch.from_numpy(dataset.y_train),
-        masks.to_subsets(mask), seeds, recipe_from_config(recipe),
-        torch.from_numpy(dataset.x_targets.reshape(dataset.n_targets, -1)), torch.from_numpy(dataset.y_targets),
-        device=device,
-    )
+    result = learners.train(recipe, dataset.x_train, dataset.y_train, masks.to_subsets(mask), seeds,
+                            dataset.x_targets, dataset.y_targets, device=device, image_shape=dataset.image_shape)
     elapsed = time.perf_counter() - start
     diverged = ~np.isfinite(result.margins).all(axis=1)
     models = store.Models(model_id=model_ids, mask=mask, margins=result.margins,
                           train_accuracy=result.train_accuracy, target_accuracy=result.target_accuracy,
                           diverged=diverged)
     store.write_models(output_path, models, store.layout_for(info, alpha), {"alpha": alpha, "split": split, "chunk": chunk})
-    log.info("chunk %d (%s, alpha=%s): %d models in %.1f s (%.1f models/s) on %s, %d thread(s); "
+    log.info("chunk %d (%s, alpha=%s): %d models in %.1f s (%.1f models/s), %s on %s, %d thread(s); "
              "mean target accuracy %.4f; %d diverged", chunk, split, alpha, len(model_ids), elapsed,
-             len(model_ids) / elapsed, device, threads, float(np.nanmean(result.target_accuracy)), int(diverged.sum()))
+             len(model_ids) / elapsed, recipe["model"]["name"], device, threads,
+             float(np.nanmean(result.target_accuracy)), int(diverged.sum()))

@@ -1,5 +1,6 @@
 # Configuration validation and the helpers every rule file uses. Kept cheap and
 # deterministic: cluster jobs re-parse it.
+import importlib.util
 import math
 from pathlib import Path
 
@@ -29,8 +30,38 @@ wildcard_constraints:
 
 
 def modules(*names):
-    """Package modules a stage depends on: editing them reruns that stage only."""
-    return [str(PACKAGE / f"{name}.py") for name in sorted(set(names) | {"__init__", "atomic", "runlog"})]
+    """Package modules a stage depends on: editing them reruns that stage only (a path ending in .py is kept as is)."""
+    names = sorted(set(names) | {"__init__", "atomic", "runlog"})
+    return [name if name.endswith(".py") else str(PACKAGE / f"{name}.py") for name in names]
+
+
+def entry_point_files():
+    """The source file of model.entry_point's module (custom learner), so that editing it retrains."""
+    if config["model"]["name"] != "custom":
+        return []
+    entry_point = config["model"]["entry_point"]
+    module_name = entry_point.partition(":")[0]
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except ImportError as error:
+        spec, reason = None, f" ({error})"
+    else:
+        reason = ""
+    if spec is None:
+        raise WorkflowError(f"model.entry_point {entry_point!r}: module {module_name!r} is not importable by this "
+                            f"Python{reason}; install it or put its folder on PYTHONPATH")
+    return [spec.origin] if spec.origin and spec.origin.endswith(".py") else []
+
+
+# The learner's modules (model.name), and the custom entry point's file: editing them retrains the models.
+LEARNER_MODULES = {
+    "mlp": ["training"],
+    "logistic": ["training"],
+    "cnn": ["training", "image_training", "augment", "cnn"],
+    "resnet9": ["training", "image_training", "augment", "resnet9"],
+    "custom": ["training", "custom"],
+}
+TRAINER_MODULES = ["learners", "outputs", *LEARNER_MODULES[config["model"]["name"]], *entry_point_files()]
 
 
 def n_chunks(split):
@@ -62,3 +93,8 @@ def model_count(wildcards):
 def recipe():
     """The learning algorithm as plain values (a change retrains every chunk)."""
     return {"model": config["model"], "train": config["train"]}
+
+
+def data_file(wildcards):
+    """data.path when data.name is file: editing the user's data reruns the pipeline."""
+    return [config["data"]["path"]] if config["data"]["name"] == "file" else []

@@ -3,7 +3,7 @@ rule train_chunk:
         data=rules.prepare_data.output.data,
         info=rules.prepare_data.output.info,
         masks=rules.masks.output[0],
-        code=modules("train_chunk", "training", "outputs", "seeding", "store", "masks", "data", "devices"),
+        code=modules("train_chunk", *TRAINER_MODULES, "seeding", "store", "masks", "data", "devices"),
     output:
         f"{RUN}/models/alpha={{alpha}}/{{split}}/chunk-{{chunk}}.parquet",
     params:
@@ -14,6 +14,7 @@ rule train_chunk:
         runtime=60,
         mem_mb=4000,
         # One GPU per chunk job when the config asks for CUDA (sbatch --gpus=1 on SLURM; 0 requests none).
+        # auto requests none: the job uses a GPU only where it lands on one (a GPU node, or gpu: 1 in the profile).
         gpu=1 if config["train"]["device"] == "cuda" else 0,
     log:
         f"{RUN}/logs/train_chunk/alpha={{alpha}}/{{split}}/chunk-{{chunk}}.log",

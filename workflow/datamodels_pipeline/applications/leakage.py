@@ -1,0 +1,184 @@
+"""Train-test leakage: rank (test target, training example) pairs by their datamodel weight.
+
+A training example that is a near-duplicate of a test target raises the
+target's margin whenever a model sees it, so it gets one of the largest
+weights of the target's datamodel (paper section 4). Every pair is scored by
+``weight[i, t]`` (raw units) and the pairs are ranked over all test targets at
+once; a second datamodel ranking first divides each target's weights by their
+L2 norm (the target's datamodel embedding), so targets whose margins vary more
+do not dominate the global ranking. Digits has no known leaks, so ``data.plant_duplicates`` plants some; the
+ranking is scored against them (precision and recall at K, average precision,
+the planted example's rank among its target's weights), beside nearest
+neighbours in input space (score: minus the Euclidean distance) as the baseline.
+
+Only test targets are ranked: a target that is itself a training example has
+no train-test pair, and its own training position must never count as a leak.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from scipy.spatial.distance import cdist
+from sklearn.metrics import average_precision_score
+
+from .. import data, fit
+from ..atomic import atomic_output
+from . import figures
+
+log = logging.getLogger(__name__)
+METHODS = ("datamodel", "datamodel_normalized", "nearest")
+MULTIPLES = (1, 2, 5)
+"""Precision and recall are reported at these multiples of the number of planted pairs."""
+
+
+def ranked_targets(target_train_index: np.ndarray) -> np.ndarray:
+    """Indices of the targets that are not training examples, ascending."""
+    return np.flatnonzero(np.asarray(target_train_index) < 0)
+
+
+def input_distances(x_train: np.ndarray, x_targets: np.ndarray) -> np.ndarray:
+    """Euclidean distances ``[n_targets, n_train]`` between the flattened inputs."""
+    flat = lambda x: np.asarray(x, dtype=np.float64).reshape(len(x), -1)  # noqa: E731
+    return cdist(flat(x_targets), flat(x_train))
+
+
+def pair_scores(weight: np.ndarray, x_train: np.ndarray, x_targets: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+    """Score matrices ``[len(targets), n_train]`` of every method (higher: more likely a duplicate)."""
+    raw = np.asarray(weight, dtype=np.float64)[:, targets].T.copy()
+    norm = np.linalg.norm(raw, axis=1, keepdims=True)
+    return {"datamodel": raw, "datamodel_normalized": raw / np.where(norm > 0, norm, 1.0),
+            "nearest": -input_distances(x_train, np.asarray(x_targets)[targets])}
+
+
+def planted_matrix(targets: np.ndarray, n_train: int, planted_target: np.ndarray, planted_train: np.ndarray) -> np.ndarray:
+    """Boolean ``[len(targets), n_train]``: True at the planted pairs (every planted target must be ranked)."""
+    rows = np.searchsorted(targets, planted_target)
+    if not (rows < len(targets)).all() or not np.array_equal(targets[rows], planted_target):
+        raise ValueError("a planted target is not a test target of this data set")
+    truth = np.zeros((len(targets), n_train), dtype=bool)
+    truth[rows, planted_train] = True
+    return truth
+
+
+def ranking(scores: np.ndarray) -> np.ndarray:
+    """Flat pair indices, highest score first (ties: lower flat index first)."""
+    return np.argsort(-scores.ravel(), kind="stable")
+
+
+def cutoffs(n_planted: int, n_pairs: int) -> list[int]:
+    """The K of precision/recall at K: ``MULTIPLES`` times the planted pairs, at most every pair."""
+    return sorted({min(m * n_planted, n_pairs) for m in MULTIPLES}) if n_planted else []
+
+
+def hits_curve(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Planted pairs among the top K pairs, for K = 1 .. n_pairs."""
+    return np.cumsum(truth.ravel()[ranking(scores)])
+
+
+def rank_in_target(scores: np.ndarray, row: int, column: int) -> int:
+    """Rank (1: highest) of one training example among its target's scores; ties count against it."""
+    others = np.delete(scores[row], column)
+    return int(1 + (others >= scores[row, column]).sum())
+
+
+def method_metrics(scores: np.ndarray, truth: np.ndarray, ks: list[int]) -> dict:
+    """Precision and recall at each K, R-precision, average precision and the planted examples' ranks."""
+    n_planted = int(truth.sum())
+    hits = hits_curve(scores, truth)
+    rows, columns = np.nonzero(truth)
+    in_target = np.array([rank_in_target(scores, r, c) for r, c in zip(rows, columns)])
+    return {
+        "r_precision": float(hits[n_planted - 1] / n_planted),
+        "precision_at": {str(k): float(hits[k - 1] / k) for k in ks},
+        "recall_at": {str(k): float(hits[k - 1] / n_planted) for k in ks},
+        "average_precision": float(average_precision_score(truth.ravel(), scores.ravel())),
+        "median_rank_in_target": float(np.median(in_target)),
+        "fraction_rank_1_in_target": float(np.mean(in_target == 1)),
+    }
+
+
+def planted_positions(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Positions (1: top) of the planted pairs in the ranking of all pairs, ascending.
+
+    The j-th (1-based) is where recall reaches j / n_planted, at precision j / position.
+    """
+    return np.flatnonzero(truth.ravel()[ranking(scores)]) + 1
+
+
+def planted_rows(scores: dict[str, np.ndarray], distance: np.ndarray, targets: np.ndarray, truth: np.ndarray,
+                 weight: np.ndarray) -> list[dict]:
+    """Per planted pair: its weight, input distance, and rank within its target and over all pairs, per method."""
+    pair_rank = {m: np.empty(truth.size, dtype=np.int64) for m in METHODS}
+    for m in METHODS:
+        pair_rank[m][ranking(scores[m])] = np.arange(1, truth.size + 1)
+    rows = []
+    for r, c in zip(*np.nonzero(truth)):
+        t = int(targets[r])
+        rows.append({"target": t, "train_index": int(c), "weight": float(weight[c, t]), "distance": float(distance[r, c]),
+                     **{f"{m}_rank_in_target": rank_in_target(scores[m], r, c) for m in METHODS},
+                     **{f"{m}_pair_rank": int(pair_rank[m][r * truth.shape[1] + c]) for m in METHODS}})
+    return rows
+
+
+def top_pairs_table(scores: np.ndarray, distance: np.ndarray, truth: np.ndarray, targets: np.ndarray,
+                    dataset: data.Dataset, top: int) -> pa.Table:
+    """The ``top`` highest-weight pairs, highest first."""
+    order = ranking(scores)[:min(top, scores.size)]
+    rows, columns = np.unravel_index(order, scores.shape)
+    return pa.table({
+        "rank": pa.array(np.arange(1, len(order) + 1, dtype=np.int64)),
+        "target": pa.array(targets[rows].astype(np.int64)),
+        "target_label": pa.array(dataset.y_targets[targets[rows]].astype(np.int64)),
+        "train_index": pa.array(columns.astype(np.int64)),
+        "train_label": pa.array(dataset.y_train[columns].astype(np.int64)),
+        "weight": pa.array(scores[rows, columns]),
+        "distance": pa.array(distance[rows, columns]),
+        "planted": pa.array(truth[rows, columns]),
+    })
+
+
+def summarise(scores: dict[str, np.ndarray], truth: np.ndarray) -> dict:
+    """Metrics of every method (None when nothing is planted)."""
+    n_planted, n_pairs = int(truth.sum()), int(truth.size)
+    ks = cutoffs(n_planted, n_pairs)
+    return {
+        "n_pairs": n_pairs, "n_planted": n_planted, "k": ks,
+        "precision_at_random": n_planted / n_pairs if n_pairs else None,
+        "methods": {m: method_metrics(scores[m], truth, ks) for m in METHODS} if n_planted else None,
+    }
+
+
+def run(datamodels_path: str, data_path: str, alpha: float, settings: dict, table_path: str, summary_path: str,
+        figure_path: str) -> None:
+    """Rank every (test target, training example) pair; write the top pairs, the summary and the figure."""
+    start = time.perf_counter()
+    dataset = data.load(data_path)
+    weight = fit.read(datamodels_path).weight
+    targets = ranked_targets(dataset.target_train_index)
+    scores = pair_scores(weight, dataset.x_train, dataset.x_targets, targets)
+    distance = -scores["nearest"]
+    truth = planted_matrix(targets, dataset.n_train, dataset.planted_target, dataset.planted_train)
+    table = top_pairs_table(scores["datamodel"], distance, truth, targets, dataset, settings["top_pairs"])
+    with atomic_output(table_path) as tmp:
+        pq.write_table(table, tmp)
+    summary = {"alpha": alpha, "n_test_targets": int(len(targets)), "n_train": dataset.n_train,
+               "top_pairs": settings["top_pairs"], **summarise(scores, truth),
+               "planted_in_top_pairs": int(np.sum(table.column("planted").to_numpy(zero_copy_only=False))),
+               "planted": planted_rows(scores, distance, targets, truth, weight),
+               "seconds": round(time.perf_counter() - start, 1)}
+    with atomic_output(summary_path) as tmp:
+        Path(tmp).write_text(json.dumps(summary, indent=2) + "\n")
+    figures.leakage_curves({m: planted_positions(scores[m], truth) for m in METHODS}, summary["n_pairs"],
+                           summary["methods"], table.column("weight").to_numpy(),
+                           table.column("planted").to_numpy(zero_copy_only=False), alpha, figure_path)
+    methods = summary["methods"] or {}
+    log.info("leakage (alpha=%s): %d pairs, %d planted; %s", alpha, summary["n_pairs"], summary["n_planted"],
+             "; ".join(f"{m}: R-precision {methods[m]['r_precision']:.3f}, AP {methods[m]['average_precision']:.3f}"
+                       for m in methods))

@@ -1,0 +1,1 @@
+"""Example training functions for the ``custom`` learner (``model.entry_point``)."""

@@ -1,0 +1,18 @@
+"""Snakemake script: data support of sampled targets from one alpha's datamodels, verified by retraining."""
+
+from datamodels_pipeline import runlog
+from datamodels_pipeline.applications import brittleness
+
+log = runlog.setup(snakemake.log[0])
+brittleness.run(
+    datamodels_path=snakemake.input.datamodels,
+    data_path=snakemake.input.data,
+    alpha=float(snakemake.wildcards.alpha),
+    settings=snakemake.params.settings,
+    recipe=snakemake.params.recipe,
+    seed=snakemake.params.seed,
+    threads=snakemake.threads,
+    table_path=snakemake.output.table,
+    summary_path=snakemake.output.summary,
+    curve_path=snakemake.output.curve,
+)
