@@ -162,6 +162,8 @@ def intervention_stats(change: np.ndarray, correct_change: np.ndarray, predicted
                        groups: dict[str, np.ndarray]) -> dict:
     """Statistics of each group and the seed-paired differences aligned - opposite and aligned - random."""
     stats = {name: group_stats(change, correct_change, predicted, members) for name, members in groups.items()}
+    if "all" in stats:  # every eligible target: its list would only repeat the data set's target ids
+        del stats["all"]["targets"]
     aligned = per_seed_mean(change, groups["aligned"])
     return {"groups": stats,
             "aligned_minus_opposite": mean_and_se(aligned - per_seed_mean(change, groups["opposite"])),
