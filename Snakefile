@@ -32,6 +32,6 @@ rule all:
         f"{RUN}/summary.md",
         expand(
             f"{RUN}/applications/{{application}}/alpha={{alpha}}/summary.json",
-            application=["counterfactuals", "brittleness", "similar_examples", "leakage", "embeddings"],
+            application=APPLICATION_RULES,
             alpha=ALPHAS,
         ),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from datamodels_pipeline import config, data, evaluate
 from datamodels_pipeline.applications import brittleness, counterfactuals, retrain, similar_examples
@@ -138,8 +137,8 @@ RECIPE = {"model": {"name": "mlp", "hidden": [8]},
           "train": {"epochs": 2, "batch_size": 16, "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "device": "cpu"}}
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_retrained_margins_do_not_depend_on_the_other_removal_sets():
-    torch.set_num_threads(1)
     retrainer = retrain.Retrainer(_tiny_dataset(), RECIPE, seed=0, n_seeds=2)
     reference = retrainer.reference()
     assert reference.shape == (2, 5) and np.isfinite(reference).all()

@@ -96,8 +96,11 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
 def test_atomic_output_has_ordinary_permissions(tmp_path):
     import os
 
-    with atomic_output(tmp_path / "out.txt") as tmp:
-        open(tmp, "w").write("done")
-    mask = os.umask(0)
-    os.umask(mask)
+    previous = os.umask(0o022)  # a umask that differs from mkstemp's 0o600, so the test can fail
+    try:
+        with atomic_output(tmp_path / "out.txt") as tmp:
+            open(tmp, "w").write("done")
+    finally:
+        os.umask(previous)
+    mask = 0o022
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o666 & ~mask

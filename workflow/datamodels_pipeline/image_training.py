@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, stack_module_state, vmap
 from torch.optim.lr_scheduler import LambdaLR
 
 from . import augment
@@ -258,7 +258,7 @@ def train_sequential(factory: ModelFactory, recipe: ImageRecipe, data: ImageData
             logits_targets = torch.cat([_logits(forward, data.normalise(data.x_targets[s:s + EVAL_EXAMPLES]), recipe)
                                         for s in range(0, len(data.x_targets), EVAL_EXAMPLES)])
             results.append(_summary(logits_own[None], data.y_train[own], logits_targets[None], data.y_targets))
-    return _concatenate(results)
+    return TrainResult.concatenate(results)
 
 
 def train_vmapped(factory: ModelFactory, recipe: ImageRecipe, data: ImageData, subsets: np.ndarray,
@@ -274,7 +274,7 @@ def train_vmapped(factory: ModelFactory, recipe: ImageRecipe, data: ImageData, s
         raise ValueError(f"{len(seeds)} seeds for {len(subsets)} subsets")
     group = recipe.parallel_models
     subsets_t = torch.as_tensor(np.asarray(subsets), dtype=torch.int64)
-    return _concatenate([_train_group(factory, recipe, data, subsets_t[s:s + group], seeds[s:s + group])
+    return TrainResult.concatenate([_train_group(factory, recipe, data, subsets_t[s:s + group], seeds[s:s + group])
                          for s in range(0, len(seeds), group)])
 
 
@@ -284,11 +284,11 @@ def _train_group(factory: ModelFactory, recipe: ImageRecipe, data: ImageData, su
     device, (n_models, m) = data.device, subsets.shape
     seed_pairs = [derived_seeds(seed) for seed in seeds]
     models = [init_model(factory, init_seed) for init_seed, _ in seed_pairs]
-    if any(True for _ in models[0].buffers()):
+    params, buffers = stack_module_state(models)
+    if buffers:
         raise ValueError("the vmapped trainer needs models without buffers (no BatchNorm); train them sequentially")
-    names = [name for name, _ in models[0].named_parameters()]
-    stacked = [torch.stack([dict(model.named_parameters())[name].detach() for model in models]).to(device)
-               for name in names]
+    names = list(params)
+    stacked = [param.detach().to(device) for param in params.values()]
     template = models[0].to(device)
     generators = [torch.Generator().manual_seed(data_seed) for _, data_seed in seed_pairs]
     optimizer, scheduler = _optimizer(stacked, recipe, steps_per_epoch(m, recipe))
@@ -325,7 +325,3 @@ def _train_group(factory: ModelFactory, recipe: ImageRecipe, data: ImageData, su
         logits_targets = torch.cat([_logits(shared_forward, data.normalise(data.x_targets[s:s + step]), recipe)
                                     for s in range(0, len(data.x_targets), step)], dim=1)
     return _summary(logits_own, data.y_train[own], logits_targets, data.y_targets)
-
-
-def _concatenate(results: Sequence[TrainResult]) -> TrainResult:
-    return TrainResult(**{f.name: np.concatenate([getattr(r, f.name) for r in results]) for f in fields(TrainResult)})

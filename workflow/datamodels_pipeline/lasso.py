@@ -142,6 +142,7 @@ class MaskedRowsOperator:
         return self._top / self.n_rows
 
     def select(self, targets: torch.Tensor) -> MaskedRowsOperator:
+        self.lipschitz()  # computed once here, shared by every selection (they have the same z)
         op = object.__new__(MaskedRowsOperator)
         op.z, op.z_t, op._top = self.z, self.z_t, self._top
         op.keep, op.n_rows, op.z_mean = self.keep[targets], self.n_rows[targets], self.z_mean[targets]

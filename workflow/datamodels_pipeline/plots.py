@@ -14,7 +14,8 @@ import numpy as np  # noqa: E402
 from .atomic import atomic_output  # noqa: E402
 
 
-def _save(fig: plt.Figure, path: str | Path) -> None:
+def save_figure(fig: plt.Figure, path: str | Path) -> None:
+    """Write a figure as PNG atomically and release it."""
     with atomic_output(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
@@ -29,7 +30,7 @@ def predicted_vs_actual(predicted: np.ndarray, actual: np.ndarray, title: str, p
     ax.set(xlabel="actual margin (held-out model)", ylabel="datamodel prediction", title=title)
     ax.legend(loc="upper left")
     fig.colorbar(hb, ax=ax, label="pairs (log)")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def lds_histogram(per_target: dict[str, np.ndarray], path: str | Path) -> None:
@@ -40,7 +41,7 @@ def lds_histogram(per_target: dict[str, np.ndarray], path: str | Path) -> None:
         ax.hist(values, bins=bins, alpha=0.6, label=f"{name} (mean {np.mean(values):.3f})")
     ax.set(xlabel="per-target Spearman correlation on held-out models", ylabel="targets")
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def learning_curve(n_models: Sequence[int], lds: Sequence[float], baseline: Sequence[float], path: str | Path) -> None:
@@ -52,4 +53,4 @@ def learning_curve(n_models: Sequence[int], lds: Sequence[float], baseline: Sequ
     ax.set(xlabel="training models", ylabel="LDS (mean per-target Spearman)")
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)

@@ -87,7 +87,9 @@ def train(recipe: dict, x_train: np.ndarray, y_train: np.ndarray, subsets: np.nd
           ) -> TrainResult:
     """Learner entry point (see ``learners.train``)."""
     settings = ImageRecipe.from_config(recipe["train"])
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     data = ImageData.from_arrays(x_train, y_train, x_targets, y_targets, image_shape, device, settings.normalize)
-    return train_sequential(factory(recipe["model"], image_shape, data.n_classes), settings, data, subsets, seeds)
+    cudnn = torch.backends.cudnn
+    # Fixed input shapes: let cuDNN pick its fastest kernels, for this training only (the flag is process-wide).
+    with cudnn.flags(enabled=cudnn.enabled, benchmark=device.type == "cuda", deterministic=cudnn.deterministic,
+                     allow_tf32=cudnn.allow_tf32):
+        return train_sequential(factory(recipe["model"], image_shape, data.n_classes), settings, data, subsets, seeds)

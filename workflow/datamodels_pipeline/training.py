@@ -53,6 +53,11 @@ class TrainResult:
     target_accuracy: np.ndarray
     """float32 ``[K]``: accuracy of each model on the targets."""
 
+    @staticmethod
+    def concatenate(results: Sequence[TrainResult]) -> TrainResult:
+        """The models of several results, in order."""
+        return TrainResult(**{f.name: np.concatenate([getattr(r, f.name) for r in results]) for f in fields(TrainResult)})
+
 
 def _layer_widths(x_train: torch.Tensor, y_train: torch.Tensor, y_targets: torch.Tensor,
                   recipe: Recipe) -> list[int]:
@@ -188,7 +193,7 @@ def train_batched(x_train: torch.Tensor, y_train: torch.Tensor, subsets: np.ndar
                      recipe, widths, x_targets, y_targets)
         for start in range(0, len(seeds), chunk)
     ]
-    return TrainResult(**{f.name: np.concatenate([getattr(r, f.name) for r in results]) for f in fields(TrainResult)})
+    return TrainResult.concatenate(results)
 
 
 def train_single(x_train: torch.Tensor, y_train: torch.Tensor, subset: np.ndarray, seed: int, recipe: Recipe,

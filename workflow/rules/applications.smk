@@ -1,8 +1,11 @@
 # Applications of the datamodels (paper section 4); the first two verify their predictions by
 # retraining models on the full training set minus the chosen examples, with the pipeline's recipe.
 APPLICATIONS = f"{RUN}/applications"
-RETRAIN_MODULES = ["applications/__init__", "applications/retrain", "applications/figures", *TRAINER_MODULES,
-                   "outputs", "seeding", "devices", "data", "fit", "store", "masks", "lasso"]
+APPLICATION_RULES = ["counterfactuals", "brittleness", "similar_examples", "leakage", "embeddings"]
+# What every application reads (datamodels, data) and draws with; retraining adds the trainer.
+APPLICATION_MODULES = ["applications/__init__", "applications/sampling", "applications/figures", "plots", "data",
+                       "fit", "lasso", "store", "masks", "devices", "seeding"]
+RETRAIN_MODULES = [*APPLICATION_MODULES, "applications/retrain", *TRAINER_MODULES, "outputs"]
 
 
 rule counterfactuals:
@@ -69,8 +72,7 @@ rule similar_examples:
     input:
         datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
         data=rules.prepare_data.output.data,
-        code=modules("applications/similar_examples", "applications/__init__", "applications/retrain",
-                     "applications/figures", "data", "fit", "lasso", "store", "devices", "seeding"),
+        code=modules("applications/similar_examples", *APPLICATION_MODULES),
     output:
         table=f"{APPLICATIONS}/similar_examples/alpha={{alpha}}/similar_examples.parquet",
         summary=f"{APPLICATIONS}/similar_examples/alpha={{alpha}}/summary.json",
@@ -95,8 +97,7 @@ rule leakage:
     input:
         datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
         data=rules.prepare_data.output.data,
-        code=modules("applications/leakage", "applications/__init__", "applications/figures", "data", "fit",
-                     "lasso", "store", "masks", "devices", "seeding"),
+        code=modules("applications/leakage", *APPLICATION_MODULES),
     output:
         table=f"{APPLICATIONS}/leakage/alpha={{alpha}}/top_pairs.parquet",
         summary=f"{APPLICATIONS}/leakage/alpha={{alpha}}/summary.json",

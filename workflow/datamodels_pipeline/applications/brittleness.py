@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 from .. import data, fit
 from ..atomic import atomic_output
 from . import figures
-from .retrain import Retrainer, target_order, top_by_weight
+from .retrain import Retrainer
+from .sampling import target_order, top_by_weight
 
 log = logging.getLogger(__name__)
 TARGET_INDEX = 1
@@ -91,16 +92,15 @@ def run(datamodels_path: str, data_path: str, alpha: float, settings: dict, reci
     inflated = np.array([inflate(int(k), inflation, dataset.n_train) if k > 0 else NOT_FLIPPABLE for k in estimate])
     sets = [top_by_weight(weight[:, t], int(k)) for t, k in zip(targets[flippable], estimate[flippable])]
     sets += [top_by_weight(weight[:, t], int(k)) for t, k in zip(targets[flippable], inflated[flippable])]
-    margins = retrainer.margins(sets) if sets else np.zeros((0, n_seeds, dataset.n_targets), np.float32)
+    margins = retrainer.margins(sets)
     n_flippable = int(flippable.sum())
     at_estimate = np.full((len(targets), n_seeds), np.nan, np.float32)
     at_inflated = np.full((len(targets), n_seeds), np.nan, np.float32)
-    rows = np.flatnonzero(flippable)
-    if n_flippable:  # set i (and n_flippable + i) belongs to the i-th flippable target
-        at_estimate[rows] = np.stack([margins[i, :, t] for i, t in enumerate(targets[flippable])])
-        at_inflated[rows] = np.stack([margins[n_flippable + i, :, t] for i, t in enumerate(targets[flippable])])
-    flipped_estimate = np.array([flippable[i] and flipped(at_estimate[i]) for i in range(len(targets))], dtype=bool)
-    flipped_inflated = np.array([flippable[i] and flipped(at_inflated[i]) for i in range(len(targets))], dtype=bool)
+    rows, own = np.flatnonzero(flippable), targets[flippable]  # set i (and n_flippable + i): i-th flippable target
+    at_estimate[rows] = margins[np.arange(n_flippable), :, own]
+    at_inflated[rows] = margins[n_flippable + np.arange(n_flippable), :, own]
+    flipped_estimate = np.array([flipped(row) for row in at_estimate], dtype=bool)  # never retrained: NaN, not flipped
+    flipped_inflated = np.array([flipped(row) for row in at_inflated], dtype=bool)
     table = pa.table({
         "target": pa.array(targets.astype(np.int64)),
         "target_label": pa.array(dataset.y_targets[targets].astype(np.int64)),

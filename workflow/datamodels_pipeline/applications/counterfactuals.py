@@ -24,7 +24,8 @@ from .. import data, fit
 from ..atomic import atomic_output
 from ..seeding import Stream, rng
 from . import figures
-from .retrain import Retrainer, target_order, top_by_weight
+from .retrain import Retrainer
+from .sampling import target_order, top_by_weight
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("datamodel", "random", "nearest")
@@ -34,7 +35,7 @@ TARGET_INDEX, RANDOM_INDEX = 0, 3
 
 def predicted_change(weight: np.ndarray, removed: np.ndarray) -> float:
     """Datamodel prediction of the margin change when ``removed`` leaves the training set."""
-    return 0.0 - float(np.asarray(weight, dtype=np.float64)[np.asarray(removed, dtype=np.int64)].sum()) + 0.0
+    return 0.0 - float(np.asarray(weight, dtype=np.float64)[np.asarray(removed, dtype=np.int64)].sum())
 
 
 def nearest_neighbours(x_train: np.ndarray, x_target: np.ndarray, k: int) -> np.ndarray:
@@ -48,11 +49,12 @@ def removal_sets(weight: np.ndarray, x_train: np.ndarray, x_targets: np.ndarray,
     """One record per (target, k, strategy) with the removed training indices, in a fixed order."""
     records = []
     for t in targets:
+        nearest = nearest_neighbours(x_train, x_targets[t], len(x_train))  # one sort per target; a prefix per k
         for k in ks:
             sets = {
                 "datamodel": top_by_weight(weight[:, t], k),
                 "random": np.sort(generator.choice(len(x_train), size=k, replace=False)),
-                "nearest": nearest_neighbours(x_train, x_targets[t], k),
+                "nearest": nearest[:k],
             }
             records += [{"target": int(t), "k": int(k), "strategy": s, "removed": sets[s].astype(np.int64)}
                         for s in STRATEGIES]

@@ -31,7 +31,8 @@ from .. import data, fit
 from ..atomic import atomic_output
 from ..seeding import Stream, rng
 from . import figures
-from .retrain import Retrainer, top_by_weight
+from .retrain import Retrainer
+from .sampling import top_by_weight
 
 log = logging.getLogger(__name__)
 CLUSTER_INDEX, RANDOM_INDEX = 4, 5
@@ -289,14 +290,9 @@ def run(datamodels_path: str, data_path: str, alpha: float, settings: dict, reci
     for r in results:
         log.info("PC%d %s end: removing %d examples; margin change aligned %s, opposite %s, random %s, all %s; "
                  "aligned - opposite %s ± %s", r["pc"], r["end"], r["n_removed"],
-                 *(_fmt(r["groups"][g]["mean"]) for g in ("aligned", "opposite", "random", "all")),
-                 _fmt(r["aligned_minus_opposite"]["mean"]), _fmt(r["aligned_minus_opposite"]["se"]))
+                 *(figures.fmt(r["groups"][g]["mean"]) for g in ("aligned", "opposite", "random", "all")),
+                 figures.fmt(r["aligned_minus_opposite"]["mean"]), figures.fmt(r["aligned_minus_opposite"]["se"]))
     log.info("embeddings (alpha=%s): explained variance of %d PCs %.3f; %d clusters, purity %s, ARI %s; "
              "%d models in %.0f s", alpha, len(ratios), summary["explained_variance_total"], settings["n_clusters"],
-             _fmt(labels["purity"]), _fmt(labels["adjusted_rand_index"]), retrainer.n_models_trained,
+             figures.fmt(labels["purity"]), figures.fmt(labels["adjusted_rand_index"]), retrainer.n_models_trained,
              summary["seconds"])
-
-
-def _fmt(value: float | None) -> str:
-    """A number with three decimals, or n/a."""
-    return "n/a" if value is None else f"{value:.3f}"

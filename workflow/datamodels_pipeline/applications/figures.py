@@ -11,16 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..atomic import atomic_output  # noqa: E402
+from ..plots import save_figure  # noqa: E402
 
 STRATEGY_LABELS = {"datamodel": "top-k datamodel weights", "random": "k random examples",
                    "nearest": "k nearest neighbours (input space)"}
-
-
-def _save(fig: plt.Figure, path: str | Path) -> None:
-    with atomic_output(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
 
 
 def show_image(ax: plt.Axes, image: np.ndarray) -> None:
@@ -38,7 +32,8 @@ def show_image(ax: plt.Axes, image: np.ndarray) -> None:
         ax.imshow(np.clip(image, 0.0, 1.0))
 
 
-def _fmt(value) -> str:
+def fmt(value: float | None) -> str:
+    """A number with three decimals, or n/a."""
     return "n/a" if value is None else f"{value:.3f}"
 
 
@@ -55,10 +50,10 @@ def counterfactual_scatter(predicted: np.ndarray, actual: np.ndarray, k: np.ndar
     low, high = float(both.min()), float(both.max())
     ax.plot([low, high], [low, high], color="tab:red", lw=1, label="y = x")
     ax.set(xlabel="predicted margin change (−Σ removed weights)", ylabel="actual change (retrained, mean over seeds)",
-           title=f"α = {alpha:g}: Spearman {_fmt(stats['spearman'])}, Pearson {_fmt(stats['pearson'])}")
+           title=f"α = {alpha:g}: Spearman {fmt(stats['spearman'])}, Pearson {fmt(stats['pearson'])}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def margin_drop_vs_k(ks: list[int], mean_change: dict, rows: dict, alpha: float, path: str | Path) -> None:
@@ -80,7 +75,7 @@ def margin_drop_vs_k(ks: list[int], mean_change: dict, rows: dict, alpha: float,
            title=f"α = {alpha:g} datamodels")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def support_curve(grid: np.ndarray, curves: dict[str, np.ndarray], alpha: float, path: str | Path) -> None:
@@ -94,7 +89,7 @@ def support_curve(grid: np.ndarray, curves: dict[str, np.ndarray], alpha: float,
            title=f"data support, α = {alpha:g} datamodels")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def example_grid(target_images: np.ndarray, target_labels: np.ndarray, positive: list[list[tuple[np.ndarray, int, float]]],
@@ -114,7 +109,7 @@ def example_grid(target_images: np.ndarray, target_labels: np.ndarray, positive:
                 show_image(ax, image)
                 ax.set_title(f"{sign} y={label}\nw={w:.2g}", fontsize=6, color=colour)
     fig.suptitle("target | largest positive weights (green) | largest negative weights (red)", fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _image_row(axes: np.ndarray, cells: list[tuple], colour: str, fmt: str) -> None:
@@ -138,7 +133,7 @@ def pc_extremes(panels: list[dict], ratios: np.ndarray, alpha: float, path: str 
         _image_row(axes[row, n_show + 2:], panel["train"], "tab:purple", "v={:.2g}")
     fig.suptitle(f"α = {alpha:g} datamodel embeddings: targets at each end of a principal component (blue, "
                  "projection) | training examples with the largest loadings at that end (purple)", fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def embedding_clusters(points: np.ndarray, clusters: np.ndarray, labels: np.ndarray, members: list[list[tuple]],
@@ -158,8 +153,8 @@ def embedding_clusters(points: np.ndarray, clusters: np.ndarray, labels: np.ndar
         ax.set(xlabel="PC1 projection", ylabel="PC2 projection", title=f"coloured by {name}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, markerscale=1.5, ncol=2, title=name, title_fontsize=6)
-    top.suptitle(f"α = {alpha:g} datamodel embeddings: {n_clusters} clusters, purity {_fmt(stats['purity'])}, "
-                 f"adjusted Rand index {_fmt(stats['adjusted_rand_index'])} (vs class labels)", fontsize=9)
+    top.suptitle(f"α = {alpha:g} datamodel embeddings: {n_clusters} clusters, purity {fmt(stats['purity'])}, "
+                 f"adjusted Rand index {fmt(stats['adjusted_rand_index'])} (vs class labels)", fontsize=9)
     axes = bottom.subplots(n_clusters, n_show + 1, squeeze=False, gridspec_kw={"top": 0.94, "bottom": 0.02})
     for ax in axes.ravel():
         ax.axis("off")
@@ -173,7 +168,7 @@ def embedding_clusters(points: np.ndarray, clusters: np.ndarray, labels: np.ndar
             show_image(ax, image)
             ax.set_title(f"y={label}", fontsize=6, pad=2)
     bottom.suptitle("most typical members of each cluster (closest to its mean embedding)", fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 GROUP_LABELS = {"aligned": "aligned targets (same end)", "opposite": "opposite targets",
@@ -189,7 +184,7 @@ def intervention_bars(results: list[dict], n_remove: int, alpha: float, path: st
         means = [np.nan if r["groups"][name]["mean"] is None else r["groups"][name]["mean"] for r in results]
         errors = [0.0 if r["groups"][name]["se"] is None else r["groups"][name]["se"] for r in results]
         ax.bar(x + (g - (len(GROUP_LABELS) - 1) / 2) * width, means, width, yerr=errors, capsize=2, label=label)
-    ax.set_xticks(x, [f"PC{r['pc']} {'+' if r['end'] == 'positive' else '−'}\nΔ={_fmt(r['aligned_minus_opposite']['mean'])}"
+    ax.set_xticks(x, [f"PC{r['pc']} {'+' if r['end'] == 'positive' else '−'}\nΔ={fmt(r['aligned_minus_opposite']['mean'])}"
                       for r in results], fontsize=8)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(xlabel="end of the component whose top examples were removed (Δ: aligned − opposite)",
@@ -197,7 +192,7 @@ def intervention_bars(results: list[dict], n_remove: int, alpha: float, path: st
            title=f"α = {alpha:g}: removing {n_remove} training examples at one end of a principal component")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 LEAKAGE_LABELS = {"datamodel": "datamodel weight", "datamodel_normalized": "datamodel weight / its target's L2 norm",
@@ -216,7 +211,7 @@ def leakage_curves(positions: dict[str, np.ndarray], n_pairs: int, methods: dict
             continue
         j = np.arange(1, len(found) + 1)
         ap = methods[name]["average_precision"] if methods else None
-        pr.plot(j / len(found), j / found, marker="o", ms=3, label=f"{label} (AP {_fmt(ap)})")
+        pr.plot(j / len(found), j / found, marker="o", ms=3, label=f"{label} (AP {fmt(ap)})")
         recall_k.step(np.concatenate([[1], found, [n_pairs]]), np.concatenate([[0], j, [j[-1]]]) / len(found),
                       where="post", label=label)
     if not any(len(found) for found in positions.values()):
@@ -238,4 +233,4 @@ def leakage_curves(positions: dict[str, np.ndarray], n_pairs: int, methods: dict
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.suptitle(f"train-test leakage, α = {alpha:g} datamodels", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)

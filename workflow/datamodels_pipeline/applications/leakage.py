@@ -77,9 +77,9 @@ def cutoffs(n_planted: int, n_pairs: int) -> list[int]:
     return sorted({min(m * n_planted, n_pairs) for m in MULTIPLES}) if n_planted else []
 
 
-def hits_curve(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Planted pairs among the top K pairs, for K = 1 .. n_pairs."""
-    return np.cumsum(truth.ravel()[ranking(scores)])
+def hits_curve(scores: np.ndarray, truth: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+    """Planted pairs among the top K pairs, for K = 1 .. n_pairs (``order``: ``ranking(scores)`` if known)."""
+    return np.cumsum(truth.ravel()[ranking(scores) if order is None else order])
 
 
 def rank_in_target(scores: np.ndarray, row: int, column: int) -> int:
@@ -88,10 +88,10 @@ def rank_in_target(scores: np.ndarray, row: int, column: int) -> int:
     return int(1 + (others >= scores[row, column]).sum())
 
 
-def method_metrics(scores: np.ndarray, truth: np.ndarray, ks: list[int]) -> dict:
+def method_metrics(scores: np.ndarray, truth: np.ndarray, ks: list[int], order: np.ndarray | None = None) -> dict:
     """Precision and recall at each K, R-precision, average precision and the planted examples' ranks."""
     n_planted = int(truth.sum())
-    hits = hits_curve(scores, truth)
+    hits = hits_curve(scores, truth, order)
     rows, columns = np.nonzero(truth)
     in_target = np.array([rank_in_target(scores, r, c) for r, c in zip(rows, columns)])
     return {
@@ -104,20 +104,22 @@ def method_metrics(scores: np.ndarray, truth: np.ndarray, ks: list[int]) -> dict
     }
 
 
-def planted_positions(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+def planted_positions(scores: np.ndarray, truth: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
     """Positions (1: top) of the planted pairs in the ranking of all pairs, ascending.
 
     The j-th (1-based) is where recall reaches j / n_planted, at precision j / position.
     """
-    return np.flatnonzero(truth.ravel()[ranking(scores)]) + 1
+    return np.flatnonzero(truth.ravel()[ranking(scores) if order is None else order]) + 1
 
 
 def planted_rows(scores: dict[str, np.ndarray], distance: np.ndarray, targets: np.ndarray, truth: np.ndarray,
-                 weight: np.ndarray) -> list[dict]:
+                 weight: np.ndarray, orders: dict[str, np.ndarray]) -> list[dict]:
     """Per planted pair: its weight, input distance, and rank within its target and over all pairs, per method."""
+    if not truth.any():
+        return []
     pair_rank = {m: np.empty(truth.size, dtype=np.int64) for m in METHODS}
     for m in METHODS:
-        pair_rank[m][ranking(scores[m])] = np.arange(1, truth.size + 1)
+        pair_rank[m][orders[m]] = np.arange(1, truth.size + 1)
     rows = []
     for r, c in zip(*np.nonzero(truth)):
         t = int(targets[r])
@@ -128,9 +130,9 @@ def planted_rows(scores: dict[str, np.ndarray], distance: np.ndarray, targets: n
 
 
 def top_pairs_table(scores: np.ndarray, distance: np.ndarray, truth: np.ndarray, targets: np.ndarray,
-                    dataset: data.Dataset, top: int) -> pa.Table:
-    """The ``top`` highest-weight pairs, highest first."""
-    order = ranking(scores)[:min(top, scores.size)]
+                    dataset: data.Dataset, top: int, order: np.ndarray) -> pa.Table:
+    """The ``top`` highest-weight pairs, highest first (``order``: ``ranking(scores)``)."""
+    order = order[:min(top, scores.size)]
     rows, columns = np.unravel_index(order, scores.shape)
     return pa.table({
         "rank": pa.array(np.arange(1, len(order) + 1, dtype=np.int64)),
@@ -144,14 +146,14 @@ def top_pairs_table(scores: np.ndarray, distance: np.ndarray, truth: np.ndarray,
     })
 
 
-def summarise(scores: dict[str, np.ndarray], truth: np.ndarray) -> dict:
+def summarise(scores: dict[str, np.ndarray], truth: np.ndarray, orders: dict[str, np.ndarray]) -> dict:
     """Metrics of every method (None when nothing is planted)."""
     n_planted, n_pairs = int(truth.sum()), int(truth.size)
     ks = cutoffs(n_planted, n_pairs)
     return {
         "n_pairs": n_pairs, "n_planted": n_planted, "k": ks,
         "precision_at_random": n_planted / n_pairs if n_pairs else None,
-        "methods": {m: method_metrics(scores[m], truth, ks) for m in METHODS} if n_planted else None,
+        "methods": {m: method_metrics(scores[m], truth, ks, orders[m]) for m in METHODS} if n_planted else None,
     }
 
 
@@ -165,17 +167,20 @@ def run(datamodels_path: str, data_path: str, alpha: float, settings: dict, tabl
     scores = pair_scores(weight, dataset.x_train, dataset.x_targets, targets)
     distance = -scores["nearest"]
     truth = planted_matrix(targets, dataset.n_train, dataset.planted_target, dataset.planted_train)
-    table = top_pairs_table(scores["datamodel"], distance, truth, targets, dataset, settings["top_pairs"])
+    # Sort each method's pairs once; without planted pairs only the datamodel ranking (the table) is needed.
+    orders = {m: ranking(scores[m]) for m in (METHODS if truth.any() else ("datamodel",))}
+    table = top_pairs_table(scores["datamodel"], distance, truth, targets, dataset, settings["top_pairs"],
+                            orders["datamodel"])
     with atomic_output(table_path) as tmp:
         pq.write_table(table, tmp)
     summary = {"alpha": alpha, "n_test_targets": int(len(targets)), "n_train": dataset.n_train,
-               "top_pairs": settings["top_pairs"], **summarise(scores, truth),
+               "top_pairs": settings["top_pairs"], **summarise(scores, truth, orders),
                "planted_in_top_pairs": int(np.sum(table.column("planted").to_numpy(zero_copy_only=False))),
-               "planted": planted_rows(scores, distance, targets, truth, weight),
+               "planted": planted_rows(scores, distance, targets, truth, weight, orders),
                "seconds": round(time.perf_counter() - start, 1)}
     with atomic_output(summary_path) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2) + "\n")
-    figures.leakage_curves({m: planted_positions(scores[m], truth) for m in METHODS}, summary["n_pairs"],
+    figures.leakage_curves({m: planted_positions(scores[m], truth, orders.get(m)) for m in METHODS}, summary["n_pairs"],
                            summary["methods"], table.column("weight").to_numpy(),
                            table.column("planted").to_numpy(zero_copy_only=False), alpha, figure_path)
     methods = summary["methods"] or {}

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import data, devices, learners
-from ..seeding import Stream, int_seed, rng
+from ..seeding import Stream, int_seed
+from .sampling import target_order, top_by_weight  # noqa: F401  (re-exported: the applications' shared helpers)
 
 log = logging.getLogger(__name__)
 SEED_INDEX_OFFSET = 1_000_000
@@ -63,7 +64,7 @@ class Retrainer:
         sizes = np.array([len(r) for r in removals])
         for size in np.unique(sizes):
             sets = np.flatnonzero(sizes == size)
-            subsets = np.stack([keep_indices(n_train, removals[i]) for i in sets for _ in range(n_seeds)])
+            subsets = np.repeat(np.stack([keep_indices(n_train, removals[i]) for i in sets]), n_seeds, axis=0)
             start = time.perf_counter()
             result = learners.train(self.recipe, self.dataset.x_train, self.dataset.y_train, subsets,
                                     self.seeds * len(sets), self.dataset.x_targets, self.dataset.y_targets,
@@ -73,20 +74,3 @@ class Retrainer:
             log.info("removal size %d: %d models on %d examples in %.1f s", size, len(subsets), n_train - size,
                      time.perf_counter() - start)
         return out
-
-
-def target_order(n_targets: int, seed: int, alpha: float, index: int) -> np.ndarray:
-    """A reproducible random order of the targets: ``seeding.rng(seed, APPLICATION, alpha, index)``.
-
-    An application samples its targets as a prefix of this order, so a larger
-    sample contains the smaller one.
-    """
-    return rng(seed, Stream.APPLICATION, alpha, index).permutation(n_targets)
-
-
-def top_by_weight(weight: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest weights, largest first (ties broken by the lower index)."""
-    weight = np.asarray(weight)
-    if not 0 <= k <= len(weight):
-        raise ValueError(f"k={k} is outside [0, {len(weight)}]")
-    return np.argsort(-weight, kind="stable")[:k]

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from .. import data, fit
 from ..atomic import atomic_output
 from . import figures
-from .retrain import target_order, top_by_weight
+from .sampling import target_order, top_by_weight
 
 log = logging.getLogger(__name__)
 TARGET_INDEX = 2
