@@ -24,6 +24,12 @@ include: "workflow/rules/fit.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/applications.smk"
+include: "workflow/rules/train_set_datamodels.smk"
+include: "workflow/rules/data_selection.smk"
+include: "workflow/rules/backdoor.smk"
+include: "workflow/rules/modeldiff.smk"
+include: "workflow/rules/unlearning.smk"
+include: "workflow/rules/attribution.smk"
 
 
 rule all:

@@ -14,7 +14,8 @@ import numpy as np
 
 from .seeding import Stream, rng
 
-SPLITS = {"train": Stream.TRAIN_MASK, "eval": Stream.EVAL_MASK}
+SPLITS = {"train": Stream.TRAIN_MASK, "eval": Stream.EVAL_MASK, "train_set": Stream.TRAIN_SET_MASK}
+"""``train_set``: the models of the train-set datamodels (applications), apart from the main run's."""
 
 
 def subset_size(n_train: int, alpha: float) -> int:

@@ -23,6 +23,8 @@ class Stream(IntEnum):
     FIT_VALIDATION = 6
     APPLICATION = 7
     DATA_PLANT = 8
+    TRAIN_SET_MASK = 9
+    TRAIN_SET_MODEL = 10
 
 
 def alpha_key(alpha: float) -> int:

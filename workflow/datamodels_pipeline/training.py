@@ -196,16 +196,15 @@ def train_batched(x_train: torch.Tensor, y_train: torch.Tensor, subsets: np.ndar
     return TrainResult.concatenate(results)
 
 
-def train_single(x_train: torch.Tensor, y_train: torch.Tensor, subset: np.ndarray, seed: int, recipe: Recipe,
-                 x_targets: torch.Tensor, y_targets: torch.Tensor,
-                 device: str | torch.device = "cpu") -> TrainResult:
-    """Train one model with the plain PyTorch loop (the reference for ``train_batched``).
+def train_module(x_train: torch.Tensor, y_train: torch.Tensor, subset: np.ndarray, seed: int, recipe: Recipe,
+                 n_classes: int, device: str | torch.device = "cpu") -> nn.Sequential:
+    """Train one MLP with the plain PyTorch loop and return it (for methods that need the network itself).
 
-    Same recipe and the same draws from a generator seeded with ``seed``, so
-    it matches ``train_batched``'s model with that seed and subset.
+    Model ``seed`` of ``train_batched`` with the same subset and recipe is the
+    same network up to float rounding: same initial weights, same minibatches.
     """
     generator = torch.Generator().manual_seed(int(seed))
-    widths = _layer_widths(x_train, y_train, y_targets, recipe)
+    widths = [x_train.shape[1], *recipe.hidden, n_classes]
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(widths, widths[1:]):
         linear = nn.utils.skip_init(nn.Linear, fan_in, fan_out)
@@ -228,8 +227,21 @@ def train_single(x_train: torch.Tensor, y_train: torch.Tensor, subset: np.ndarra
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+    return model
 
+
+def train_single(x_train: torch.Tensor, y_train: torch.Tensor, subset: np.ndarray, seed: int, recipe: Recipe,
+                 x_targets: torch.Tensor, y_targets: torch.Tensor,
+                 device: str | torch.device = "cpu") -> TrainResult:
+    """Train one model with the plain PyTorch loop (the reference for ``train_batched``).
+
+    Same recipe and the same draws from a generator seeded with ``seed``, so
+    it matches ``train_batched``'s model with that seed and subset.
+    """
+    n_classes = _layer_widths(x_train, y_train, y_targets, recipe)[-1]
+    model = train_module(x_train, y_train, subset, seed, recipe, n_classes, device)
     with torch.inference_mode():
-        own = subset_t.to(device)
+        own = torch.as_tensor(subset, dtype=torch.int64, device=device)
+        x_train, y_train = x_train.to(device), y_train.to(device)
         logits_train, logits_targets = model(x_train[own]), model(x_targets.to(device))
         return _result(logits_train.T[None], y_train[own], logits_targets.T[None], y_targets.to(device))

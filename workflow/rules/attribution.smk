@@ -1,0 +1,1 @@
+# attribution application: rules (being written).

@@ -1,0 +1,1 @@
+# backdoor application: rules (being written).

@@ -1,0 +1,1 @@
+# data_selection application: rules (being written).

@@ -1,0 +1,1 @@
+# modeldiff application: rules (being written).

@@ -1,0 +1,1 @@
+# unlearning application: rules (being written).
