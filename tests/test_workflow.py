@@ -16,7 +16,10 @@ from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake, write
 
 pytestmark = pytest.mark.workflow
 SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
-APPLICATIONS = ("counterfactuals", "brittleness", "similar_examples", "leakage", "embeddings")
+APPLICATIONS = ("counterfactuals", "brittleness", "similar_examples", "leakage", "embeddings",
+                "data_selection", "backdoor", "modeldiff", "unlearning", "attribution")
+# Rules that fit lasso datamodels of their own with the run's fit settings.
+OWN_FITS = ("train_set_datamodels", "modeldiff_datamodels")
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +101,46 @@ def test_application_outputs(run_dir):
             assert (base / figure.format(a=alpha)).stat().st_size > 1000
 
 
+def test_follow_up_application_outputs(run_dir):
+    """The follow-up applications' outputs, with their key numbers recomputed from the stored files."""
+    settings = SMOKE["applications"]
+    dataset = data.load(results(run_dir) / "data/dataset.npz")
+    for alpha in ("0.5", "0.25"):
+        base = results(run_dir) / "applications"
+        dm = fit.read(results(run_dir) / f"datamodels/alpha={alpha}/datamodels.parquet")
+        # Data selection: a DsDm selection is the top-k training examples by summed weight over the choosing targets.
+        summary = json.loads((base / f"data_selection/alpha={alpha}/summary.json").read_text())
+        score = dm.weight[:, summary["selection_targets"]].astype(np.float64).sum(axis=1)
+        for row in pq.read_table(base / f"data_selection/alpha={alpha}/selections.parquet").to_pylist():
+            if row["method"] == "dsdm":
+                assert len(row["selected"]) == row["size"]
+                assert score[row["selected"]].min() >= np.sort(score)[-row["size"]] - 1e-5
+        # Backdoor: precision and recall of the flagged examples against the planted poisons.
+        scores = {k: np.asarray(v) for k, v in pq.read_table(base / f"backdoor/alpha={alpha}/scores.parquet").to_pydict().items()}
+        backdoor = json.loads((base / f"backdoor/alpha={alpha}/summary.json").read_text())
+        assert scores["poisoned"].sum() == settings["backdoor"]["n_poison"]
+        hits = int((scores["flagged"] & scores["poisoned"]).sum())
+        assert np.isclose(backdoor["detection"]["search"]["precision"], hits / scores["flagged"].sum())
+        assert np.isclose(backdoor["detection"]["search"]["recall"], hits / scores["poisoned"].sum())
+        # ModelDiff: algorithm B's datamodels explain the same targets over the same training set.
+        other = fit.read(base / f"modeldiff/alpha={alpha}/other_datamodels.parquet")
+        assert other.weight.shape == dm.weight.shape
+        assert json.loads((base / f"modeldiff/alpha={alpha}/summary.json").read_text())["other_algorithm"] == "logistic"
+        # Unlearning: every method scored on the forget set, against oracles retrained without it.
+        unlearning = json.loads((base / f"unlearning/alpha={alpha}/summary.json").read_text())
+        assert len(unlearning["forget"]) == settings["unlearning"]["forget_size"]
+        assert all(dataset.y_train[i] == settings["unlearning"]["forget_class"] for i in unlearning["forget"])
+        # Attribution: the datamodels' row is the evaluation's LDS on the same held-out models.
+        attribution = json.loads((base / f"attribution/alpha={alpha}/summary.json").read_text())
+        metrics = json.loads((results(run_dir) / f"evaluation/alpha={alpha}/metrics.json").read_text())
+        assert np.isclose(attribution["headline"]["datamodels"]["lds"], metrics["lds"], atol=1e-6)
+        assert np.isclose(attribution["headline"]["empirical_influence"]["lds"], metrics["baseline_lds"], atol=1e-6)
+        for figure in ("data_selection/alpha={a}/selection_curve.png", "backdoor/alpha={a}/detection.png",
+                       "modeldiff/alpha={a}/explained_variance.png", "unlearning/alpha={a}/metrics.png",
+                       "attribution/alpha={a}/lds_vs_cost.png"):
+            assert (base / figure.format(a=alpha)).stat().st_size > 1000
+
+
 def test_second_run_does_nothing(run_dir):
     assert planned_jobs(snakemake(run_dir, "-n", configfile=write_config(run_dir, "smoke"))) == {}
 
@@ -114,7 +157,7 @@ def test_regression_parameter_does_not_retrain(run_dir):
     changed = write_config(run_dir, "refit", lambda c: c["fit"].update(n_lambdas=6))
     jobs = planned_jobs(snakemake(run_dir, "-n", configfile=changed))
     # The applications read the datamodels, so they legitimately rerun too (the base models do not retrain).
-    assert set(jobs) == {"fit_datamodels", "evaluate", "learning_curve", "summary", "all", *APPLICATIONS}
+    assert set(jobs) == {"fit_datamodels", "evaluate", "learning_curve", "summary", "all", *OWN_FITS, *APPLICATIONS}
 
 
 def test_code_edits_rerun_only_their_stage(run_dir):
@@ -129,7 +172,7 @@ def test_code_edits_rerun_only_their_stage(run_dir):
         lasso_text = lasso.read_text()
         lasso.write_text(lasso_text + "\n# an edit\n")
         assert set(planned_jobs(snakemake(run_dir, "-n", configfile=config))) == {
-            "fit_datamodels", "evaluate", "learning_curve", "summary", "all", *APPLICATIONS}
+            "fit_datamodels", "evaluate", "learning_curve", "summary", "all", *OWN_FITS, *APPLICATIONS}
         lasso.write_text(lasso_text)
         training = run_dir / "workflow/datamodels_pipeline/training.py"
         training_text = training.read_text()
@@ -150,7 +193,9 @@ def test_report_has_every_figure(run_dir):
     html = (run_dir / "report.html").read_text(errors="ignore")
     for name in ("predicted_vs_actual.png", "lds_histogram.png", "learning_curve.png", "summary.tsv",
                  "predicted_vs_actual_change.png", "margin_drop_vs_k.png", "support_curve.png", "similar_examples.png",
-                 "leakage.png", "components.png", "clusters.png", "intervention.png"):
+                 "leakage.png", "components.png", "clusters.png", "intervention.png", "selection_curve.png",
+                 "detection.png", "attack_success.png", "explained_variance.png", "examples.png", "check.png",
+                 "metrics.png", "margins_vs_oracle.png", "lds_vs_cost.png"):
         assert name in html
 
 

@@ -1,7 +1,8 @@
 # Applications of the datamodels (paper section 4); the first two verify their predictions by
 # retraining models on the full training set minus the chosen examples, with the pipeline's recipe.
 APPLICATIONS = f"{RUN}/applications"
-APPLICATION_RULES = ["counterfactuals", "brittleness", "similar_examples", "leakage", "embeddings"]
+APPLICATION_RULES = ["counterfactuals", "brittleness", "similar_examples", "leakage", "embeddings",
+                     "data_selection", "backdoor", "modeldiff", "unlearning", "attribution"]
 # What every application reads (datamodels, data) and draws with; retraining adds the trainer.
 APPLICATION_MODULES = ["applications/__init__", "applications/sampling", "applications/figures", "plots", "data",
                        "fit", "lasso", "store", "masks", "devices", "seeding"]

@@ -1,1 +1,40 @@
-# attribution application: rules (being written).
+# Attribution baselines (influence functions, TracIn, TRAK, representation similarity, external score
+# matrices) scored by LDS on the same held-out models as the datamodels, against the compute each used.
+
+
+rule attribution:
+    input:
+        datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
+        fit_info=f"{RUN}/datamodels/alpha={{alpha}}/fit.json",
+        curve=f"{RUN}/evaluation/alpha={{alpha}}/learning_curve.json",
+        metrics=f"{RUN}/evaluation/alpha={{alpha}}/metrics.json",
+        train=f"{RUN}/aggregate/alpha={{alpha}}/train.parquet",
+        eval=f"{RUN}/aggregate/alpha={{alpha}}/eval.parquet",
+        info=rules.prepare_data.output.info,
+        data=rules.prepare_data.output.data,
+        # Other libraries' [n_train x n_targets] score matrices: editing one reruns this rule.
+        external=config["applications"]["attribution"]["external"],
+        code=modules("applications/attribution", "applications/attribution_methods", "applications/__init__",
+                     "evaluate", "plots", "fit", "lasso", "store", "masks", "data", "devices", "seeding",
+                     *TRAINER_MODULES),
+    output:
+        table=f"{APPLICATIONS}/attribution/alpha={{alpha}}/lds.parquet",
+        per_target=f"{APPLICATIONS}/attribution/alpha={{alpha}}/per_target.parquet",
+        summary=f"{APPLICATIONS}/attribution/alpha={{alpha}}/summary.json",
+        figure=report(
+            f"{APPLICATIONS}/attribution/alpha={{alpha}}/lds_vs_cost.png",
+            caption="../report/attribution_lds_vs_cost.rst",
+            category="Applications",
+            labels={"alpha": "{alpha}", "figure": "attribution: LDS vs cost"},
+        ),
+    params:
+        settings=config["applications"]["attribution"],
+        recipe=recipe(),
+        seed=config["seed"],
+    threads: 1
+    log:
+        f"{RUN}/logs/attribution/alpha={{alpha}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/attribution.py"

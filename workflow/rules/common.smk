@@ -35,11 +35,12 @@ def modules(*names):
     return [name if name.endswith(".py") else str(PACKAGE / f"{name}.py") for name in names]
 
 
-def entry_point_files():
-    """The source file of model.entry_point's module (custom learner), so that editing it retrains."""
-    if config["model"]["name"] != "custom":
+def entry_point_files(model=None, key="model"):
+    """The source file of a custom learner's entry_point module (default: the run's), so that editing it retrains."""
+    model = config["model"] if model is None else model
+    if model["name"] != "custom":
         return []
-    entry_point = config["model"]["entry_point"]
+    entry_point = model["entry_point"]
     module_name = entry_point.partition(":")[0]
     try:
         spec = importlib.util.find_spec(module_name)
@@ -48,7 +49,7 @@ def entry_point_files():
     else:
         reason = ""
     if spec is None:
-        raise WorkflowError(f"model.entry_point {entry_point!r}: module {module_name!r} is not importable by this "
+        raise WorkflowError(f"{key}.entry_point {entry_point!r}: module {module_name!r} is not importable by this "
                             f"Python{reason}; install it or put its folder on PYTHONPATH")
     return [spec.origin] if spec.origin and spec.origin.endswith(".py") else []
 

@@ -1,1 +1,29 @@
-# data_selection application: rules (being written).
+# Data selection (DsDm): the training subset of each size that maximises the datamodel-predicted target margin,
+# verified by training models on it, against random selections of the same size and the full training set.
+
+
+rule data_selection:
+    input:
+        datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
+        data=rules.prepare_data.output.data,
+        code=modules("applications/data_selection", *RETRAIN_MODULES),
+    output:
+        table=f"{APPLICATIONS}/data_selection/alpha={{alpha}}/selections.parquet",
+        summary=f"{APPLICATIONS}/data_selection/alpha={{alpha}}/summary.json",
+        curve=report(
+            f"{APPLICATIONS}/data_selection/alpha={{alpha}}/selection_curve.png",
+            caption="../report/data_selection_curve.rst",
+            category="Applications",
+            labels={"alpha": "{alpha}", "figure": "data selection: target performance vs selection size"},
+        ),
+    params:
+        settings=config["applications"]["data_selection"],
+        recipe=recipe(),
+        seed=config["seed"],
+    threads: 2
+    log:
+        f"{RUN}/logs/data_selection/alpha={{alpha}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/data_selection.py"

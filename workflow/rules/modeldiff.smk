@@ -1,1 +1,95 @@
-# modeldiff application: rules (being written).
+# ModelDiff (Shah et al. 2022): compare the run's learning algorithm (A) with another (B,
+# applications.modeldiff.other) by the directions in which their datamodels use the training data differently.
+# modeldiff_datamodels trains B on the run's own training subsets (same model seeds) and fits B's datamodels;
+# modeldiff runs the residual PCA both ways and checks direction 1 by retraining A and B.
+from datamodels_pipeline.applications import modeldiff as _modeldiff
+from datamodels_pipeline.config import ConfigError as _ConfigError
+
+try:
+    MODELDIFF_OTHER = _modeldiff.other_recipe(config)
+    _modeldiff.check_settings(config)
+except _ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+
+# Algorithm B's learner modules (and its custom entry point's file), beside A's TRAINER_MODULES.
+MODELDIFF_TRAINERS = [*TRAINER_MODULES, *LEARNER_MODULES[MODELDIFF_OTHER["model"]["name"]],
+                      *entry_point_files(MODELDIFF_OTHER["model"], key="applications.modeldiff.other.model")]
+MODELDIFF = f"{APPLICATIONS}/modeldiff/alpha={{alpha}}"
+
+
+rule modeldiff_datamodels:
+    input:
+        models=f"{RUN}/aggregate/alpha={{alpha}}/train.parquet",
+        info=rules.prepare_data.output.info,
+        data=rules.prepare_data.output.data,
+        own_datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
+        own_features=f"{RUN}/datamodels/alpha={{alpha}}/features.parquet",
+        own_fit=f"{RUN}/datamodels/alpha={{alpha}}/fit.json",
+        code=modules("applications/modeldiff", "applications/__init__", "applications/sampling", "config", "fit",
+                     "lasso", "store", "masks", "data", "devices", "seeding", *MODELDIFF_TRAINERS),
+    output:
+        other_datamodels=f"{MODELDIFF}/other_datamodels.parquet",
+        other_features=f"{MODELDIFF}/other_features.parquet",
+        own_datamodels=f"{MODELDIFF}/own_datamodels.parquet",
+        own_features=f"{MODELDIFF}/own_features.parquet",
+        info=f"{MODELDIFF}/fit.json",
+    params:
+        settings=config["applications"]["modeldiff"],
+        other=MODELDIFF_OTHER,
+        fit=config["fit"],
+        seed=config["seed"],
+    # One thread, as train_chunk: the batched products are small, and on a loaded 2-core machine two torch threads
+    # cost 3x the CPU time for B's models and up to 30x for a smoke-size lasso fit (1.4 s slower at the default size).
+    threads: 1
+    resources:
+        mem_mb=8000,
+    log:
+        f"{RUN}/logs/modeldiff_datamodels/alpha={{alpha}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/modeldiff_datamodels.py"
+
+
+rule modeldiff:
+    input:
+        own_datamodels=rules.modeldiff_datamodels.output.own_datamodels,
+        other_datamodels=rules.modeldiff_datamodels.output.other_datamodels,
+        info=rules.modeldiff_datamodels.output.info,
+        data=rules.prepare_data.output.data,
+        code=modules("applications/modeldiff", "config", *RETRAIN_MODULES, *MODELDIFF_TRAINERS),
+    output:
+        table=f"{MODELDIFF}/targets.parquet",
+        loadings=f"{MODELDIFF}/directions.parquet",
+        summary=f"{MODELDIFF}/summary.json",
+        variance=report(
+            f"{MODELDIFF}/explained_variance.png",
+            caption="../report/modeldiff_variance.rst",
+            category="Applications",
+            labels={"alpha": "{alpha}", "figure": "modeldiff: explained variance per direction"},
+        ),
+        examples=report(
+            f"{MODELDIFF}/examples.png",
+            caption="../report/modeldiff_examples.rst",
+            category="Applications",
+            labels={"alpha": "{alpha}", "figure": "modeldiff: examples of direction 1"},
+        ),
+        check=report(
+            f"{MODELDIFF}/check.png",
+            caption="../report/modeldiff_check.rst",
+            category="Applications",
+            labels={"alpha": "{alpha}", "figure": "modeldiff: check by retraining"},
+        ),
+    params:
+        settings=config["applications"]["modeldiff"],
+        recipe=recipe(),
+        other=MODELDIFF_OTHER,
+        seed=config["seed"],
+    threads: 1
+    log:
+        f"{RUN}/logs/modeldiff/alpha={{alpha}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/modeldiff.py"

@@ -1,1 +1,37 @@
-# unlearning application: rules (being written).
+# Unlearning by datamodel matching (Georgiev et al. 2025): fine-tune the trained models towards the datamodels'
+# predicted outputs of models retrained without a forget set, against real retraining and plain fine-tuning.
+# Needs the train-set datamodels of the clean training set (the forget set's effect on training examples).
+
+
+rule unlearning:
+    input:
+        datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
+        train_set_datamodels=f"{APPLICATIONS}/train_set_datamodels/clean/alpha={{alpha}}/datamodels.parquet",
+        data=rules.prepare_data.output.data,
+        code=modules("applications/unlearning", *RETRAIN_MODULES),
+    output:
+        table=f"{APPLICATIONS}/unlearning/alpha={{alpha}}/points.parquet",
+        summary=f"{APPLICATIONS}/unlearning/alpha={{alpha}}/summary.json",
+        metrics=report(
+            f"{APPLICATIONS}/unlearning/alpha={{alpha}}/metrics.png",
+            caption="../report/unlearning_metrics.rst",
+            category="Applications",
+            labels={"alpha": "{alpha}", "figure": "unlearning: distance to retraining"},
+        ),
+        scatter=report(
+            f"{APPLICATIONS}/unlearning/alpha={{alpha}}/margins_vs_oracle.png",
+            caption="../report/unlearning_scatter.rst",
+            category="Applications",
+            labels={"alpha": "{alpha}", "figure": "unlearning: margins vs retraining"},
+        ),
+    params:
+        settings=config["applications"]["unlearning"],
+        recipe=recipe(),
+        seed=config["seed"],
+    threads: 1
+    log:
+        f"{RUN}/logs/unlearning/alpha={{alpha}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/unlearning.py"
