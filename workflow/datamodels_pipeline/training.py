@@ -12,7 +12,7 @@ does not depend on which models share its batch and matches ``train_single``
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -57,6 +57,12 @@ class TrainResult:
     def concatenate(results: Sequence[TrainResult]) -> TrainResult:
         """The models of several results, in order."""
         return TrainResult(**{f.name: np.concatenate([getattr(r, f.name) for r in results]) for f in fields(TrainResult)})
+
+
+EpochHook = Callable[[int, int, list[torch.Tensor], float], None]
+"""Called after every epoch as ``hook(first_model, epoch, stacked_params, lr)``: the stacked parameters
+``[W1, b1, ...]`` of models ``first_model, first_model + 1, ...`` (one cache-sized chunk) after ``epoch`` (from 1);
+for methods that need the networks themselves (checkpoints, gradients), not only their margins."""
 
 
 def _layer_widths(x_train: torch.Tensor, y_train: torch.Tensor, y_targets: torch.Tensor,
@@ -145,14 +151,14 @@ def _models_per_chunk(widths: list[int], batch_size: int) -> int:
 
 def _train_chunk(x_train: torch.Tensor, y_train: torch.Tensor, onehot_train: torch.Tensor, subsets: torch.Tensor,
                  seeds: Sequence[int], recipe: Recipe, widths: list[int], x_targets: torch.Tensor,
-                 y_targets: torch.Tensor) -> TrainResult:
-    """Train the models of one chunk together; all tensors are on the training device."""
+                 y_targets: torch.Tensor, on_epoch_end: EpochHook | None = None, first: int = 0) -> TrainResult:
+    """Train the models of one chunk (models ``first, first + 1, ...``) together; tensors are on the training device."""
     n_models, m = subsets.shape
     generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
     params = _init_params(widths, generators, x_train.device)
     optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
-    for _ in range(recipe.epochs):
+    for epoch in range(1, recipe.epochs + 1):
         permutations = torch.stack([torch.randperm(m, generator=g) for g in generators])
         order = subsets.gather(1, permutations.to(subsets.device))
         for start in range(0, m, recipe.batch_size):
@@ -162,6 +168,8 @@ def _train_chunk(x_train: torch.Tensor, y_train: torch.Tensor, onehot_train: tor
             for param, grad in zip(params, _backward(params, activations, onehot)):
                 param.grad = grad
             optimizer.step()
+        if on_epoch_end is not None:
+            on_epoch_end(first, epoch, params, float(optimizer.param_groups[0]["lr"]))
 
     with torch.inference_mode():
         logits_train = _forward(params, F.embedding(subsets, x_train).transpose(1, 2))[-1]
@@ -171,13 +179,14 @@ def _train_chunk(x_train: torch.Tensor, y_train: torch.Tensor, onehot_train: tor
 
 def train_batched(x_train: torch.Tensor, y_train: torch.Tensor, subsets: np.ndarray, seeds: Sequence[int],
                   recipe: Recipe, x_targets: torch.Tensor, y_targets: torch.Tensor,
-                  device: str | torch.device = "cpu") -> TrainResult:
+                  device: str | torch.device = "cpu", on_epoch_end: EpochHook | None = None) -> TrainResult:
     """Train ``len(seeds)`` models at once; model k trains on ``x_train[subsets[k]]``.
 
     ``subsets`` is int ``[K, m]`` (fixed-size subsets); model k's initial
     weights and per-epoch permutations of its m examples come only from a
     generator seeded with ``seeds[k]``.  On CPU the models are stepped in
     cache-sized chunks, elsewhere all together; results do not depend on it.
+    ``on_epoch_end`` (see :data:`EpochHook`) sees each chunk's parameters after every epoch.
     """
     device = torch.device(device)
     if len(seeds) != len(subsets):
@@ -190,7 +199,7 @@ def train_batched(x_train: torch.Tensor, y_train: torch.Tensor, subsets: np.ndar
     x_targets, y_targets = x_targets.to(device), y_targets.to(device)
     results = [
         _train_chunk(x_train, y_train, onehot_train, subsets_t[start:start + chunk], seeds[start:start + chunk],
-                     recipe, widths, x_targets, y_targets)
+                     recipe, widths, x_targets, y_targets, on_epoch_end, start)
         for start in range(0, len(seeds), chunk)
     ]
     return TrainResult.concatenate(results)

@@ -205,48 +205,29 @@ def train_with_checkpoints(x_train: torch.Tensor, y_train: torch.Tensor, subsets
                            recipe: training.Recipe, n_classes: int, epochs: Sequence[int]) -> list[list[Checkpoint]]:
     """Train ``len(seeds)`` networks together, keeping each one's copy at the end of every epoch in ``epochs``.
 
-    The loop of ``training.train_batched`` (its stacked initialisation, forward and
-    hand-written backward; model k's initial weights and minibatch order come only
-    from ``seeds[k]``), so model k at the last epoch is ``training.train_module``'s
-    network with that seed and subset up to float rounding, at the batched trainer's
-    cost (the pipeline's models are trained the same way). ``subsets`` is int
-    ``[K, m]`` (fixed-size rows); returns per model its checkpoints in epoch order.
+    ``training.train_batched`` with an epoch hook, so model k at the last epoch is
+    ``training.train_module``'s network with that seed and subset up to float
+    rounding, at the cost the pipeline's own models are trained at. ``subsets`` is
+    int ``[K, m]`` (fixed-size rows); returns per model its checkpoints in epoch order.
     """
     wanted = set(int(e) for e in epochs)
     if not wanted or min(wanted) < 1 or max(wanted) > recipe.epochs:
         raise ValueError(f"applications.attribution.tracin.checkpoints must be epochs in [1, {recipe.epochs}], "
                          f"got {sorted(wanted)}")
-    subsets_t = torch.as_tensor(np.asarray(subsets), dtype=torch.int64)
-    if len(seeds) != len(subsets_t):
-        raise ValueError(f"{len(seeds)} seeds for {len(subsets_t)} subsets")
-    widths = [x_train.shape[1], *recipe.hidden, n_classes]
-    onehot_train = F.one_hot(y_train, n_classes).to(x_train.dtype)
-    chunk = training._models_per_chunk(widths, recipe.batch_size)
-    out: list[list[Checkpoint]] = []
-    for first in range(0, len(seeds), chunk):
-        generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds[first:first + chunk]]
-        rows = subsets_t[first:first + chunk]
-        params = training._init_params(widths, generators, x_train.device)
-        optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
-                                    weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
-        saved: list[list[Checkpoint]] = [[] for _ in generators]
-        m = rows.shape[1]
-        for epoch in range(1, recipe.epochs + 1):
-            permutations = torch.stack([torch.randperm(m, generator=g) for g in generators])
-            order = rows.gather(1, permutations)
-            for start in range(0, m, recipe.batch_size):
-                index = order[:, start:start + recipe.batch_size]
-                activations = training._forward(params, F.embedding(index, x_train).transpose(1, 2))
-                onehot = F.embedding(index, onehot_train).transpose(1, 2)
-                for param, gradient in zip(params, training._backward(params, activations, onehot)):
-                    param.grad = gradient
-                optimizer.step()
-            if epoch in wanted:
-                lr = float(optimizer.param_groups[0]["lr"])
-                for k, models in enumerate(saved):
-                    models.append(Checkpoint(epoch=epoch, lr=lr, model=_to_sequential(params, k)))
-        out += saved
-    return out
+    if len(seeds) != len(subsets):
+        raise ValueError(f"{len(seeds)} seeds for {len(subsets)} subsets")
+    saved: list[list[Checkpoint]] = [[] for _ in seeds]
+
+    def keep(first: int, epoch: int, params: list[torch.Tensor], lr: float) -> None:
+        if epoch in wanted:
+            for k in range(params[0].shape[0]):
+                saved[first + k].append(Checkpoint(epoch=epoch, lr=lr, model=_to_sequential(params, k)))
+
+    # The targets only size the output layer here: one example of the last class gives n_classes outputs.
+    last_class = torch.tensor([n_classes - 1], dtype=y_train.dtype)
+    training.train_batched(x_train, y_train, np.asarray(subsets), list(seeds), recipe, x_train[:1], last_class,
+                           on_epoch_end=keep)
+    return saved
 
 
 def train_networks(x_train: torch.Tensor, y_train: torch.Tensor, subsets: np.ndarray, seeds: Sequence[int],
