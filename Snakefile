@@ -32,12 +32,22 @@ include: "workflow/rules/unlearning.smk"
 include: "workflow/rules/attribution.smk"
 
 
+# The applications this run can have: unlearning fine-tunes the trained network itself (mlp and logistic learners
+# only), and ModelDiff needs an algorithm B other than the run's own (applications.modeldiff.other).
+RUN_APPLICATIONS = [
+    name
+    for name in APPLICATION_RULES
+    if (name != "unlearning" or config["model"]["name"] in UNLEARNING_LEARNERS)
+    and (name != "modeldiff" or MODELDIFF_APPLIES)
+]
+
+
 rule all:
     default_target: True
     input:
         f"{RUN}/summary.md",
         expand(
             f"{RUN}/applications/{{application}}/alpha={{alpha}}/summary.json",
-            application=APPLICATION_RULES,
+            application=RUN_APPLICATIONS,
             alpha=ALPHAS,
         ),

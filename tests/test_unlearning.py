@@ -237,3 +237,14 @@ def test_tiny_run_writes_outputs_and_dmm_moves_forget_margins_to_the_prediction(
         unlearning.run(str(tmp_path / "test.parquet"), str(tmp_path / "train.parquet"),
                        str(tmp_path / "dataset.npz"), 0.5, settings, {"model": {"name": "resnet9"}, "train": {}},
                        0, 1, **{k: str(v) for k, v in out.items()})
+
+
+def test_the_workflow_names_the_same_learners_as_the_module():
+    """unlearning.smk spells the learners out (parsing must not import torch); they must stay the module's."""
+    import re
+
+    from conftest import REPO
+
+    rules = (REPO / "workflow/rules/unlearning.smk").read_text()
+    spelled = re.search(r"^UNLEARNING_LEARNERS = \[(.*)\]$", rules, re.M).group(1)
+    assert tuple(name.strip().strip('"') for name in spelled.split(",")) == unlearning.MODULE_LEARNERS

@@ -6,10 +6,13 @@ from datamodels_pipeline.applications import modeldiff as _modeldiff
 from datamodels_pipeline.config import ConfigError as _ConfigError
 
 try:
-    MODELDIFF_OTHER = _modeldiff.other_recipe(config)
+    MODELDIFF_OTHER = _modeldiff.other_recipe(config, allow_same=True)
     _modeldiff.check_settings(config)
 except _ConfigError as error:
     raise WorkflowError(str(error)) from None
+# A run whose own learner is algorithm B (e.g. model.name: logistic with the default other) has nothing to compare:
+# `rule all` leaves ModelDiff out; asking for its outputs explicitly fails in the rule with the reason.
+MODELDIFF_APPLIES = not _modeldiff.is_own_recipe(MODELDIFF_OTHER, config)
 
 
 # Algorithm B's learner modules (and its custom entry point's file), beside A's TRAINER_MODULES.

@@ -71,13 +71,15 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-def other_recipe(config: dict, schema: dict | None = None) -> dict:
+def other_recipe(config: dict, schema: dict | None = None, allow_same: bool = False) -> dict:
     """Algorithm B: ``applications.modeldiff.other``'s ``model`` and ``train`` merged key by key onto the run's.
 
     The run's keys that B's learner does not use (``x-learners`` in the schema,
     e.g. ``model.hidden`` when B is ``logistic``) are dropped unless ``other``
     gives them; the merged recipe is then validated like the run's own (defaults
-    of B's learner filled in). Raises ConfigError naming ``applications.modeldiff.other``.
+    of B's learner filled in). Raises ConfigError naming ``applications.modeldiff.other``,
+    also when B is the run's own recipe unless ``allow_same`` (the workflow then leaves
+    ModelDiff out of ``rule all`` instead of failing the whole run).
     """
     schema = load_schema() if schema is None else schema
     other = config.get("applications", {}).get("modeldiff", {}).get("other", DEFAULT_OTHER)
@@ -98,11 +100,16 @@ def other_recipe(config: dict, schema: dict | None = None) -> dict:
         raise ConfigError(f"invalid config key '{KEY}.other': algorithm B's recipe (the run's model and train with "
                           f"{KEY}.other merged onto them) is not valid: {error}") from None
     recipe = {"model": validated["model"], "train": validated["train"]}
-    own = validate(copy.deepcopy(config), schema)
-    if recipe == {"model": own["model"], "train": own["train"]}:
+    if not allow_same and is_own_recipe(recipe, config, schema):
         raise ConfigError(f"invalid config key '{KEY}.other': {other!r} gives the run's own recipe, so there is "
                           "nothing to compare; change model.name or a model/train key")
     return recipe
+
+
+def is_own_recipe(recipe: dict, config: dict, schema: dict | None = None) -> bool:
+    """Whether ``recipe`` (algorithm B) is the run's own validated model and train sections."""
+    own = validate(copy.deepcopy(config), load_schema() if schema is None else schema)
+    return recipe == {"model": own["model"], "train": own["train"]}
 
 
 def check_settings(config: dict) -> None:
