@@ -21,6 +21,12 @@ from workflow_helpers import REPO, copy_workflow, snakemake, write_config
 
 from test_resume import ALPHA, RUN, assert_same_results, results, tiny
 
+# The core pipeline and the paper's applications, one sbatch job per rule job. The follow-up applications need
+# more models than this tiny configuration trains (ModelDiff stops with "fit more models?") and run in the smoke DAG.
+TARGETS = [f"results/{RUN}/summary.md",
+           *(f"results/{RUN}/applications/{name}/alpha={ALPHA}/summary.json"
+             for name in ("counterfactuals", "brittleness", "similar_examples", "leakage", "embeddings"))]
+
 pytestmark = pytest.mark.workflow
 START = REPO / "tests" / "slurm" / "start_slurm.sh"
 
@@ -43,7 +49,7 @@ def slurm_cluster() -> None:
 def test_slurm_run_equals_local_run(tmp_path, slurm_cluster):
     # The local reference, without any profile.
     local = copy_workflow(tmp_path / "local")
-    snakemake(local, configfile=write_config(local, RUN, tiny))
+    snakemake(local, "--show-failed-logs", *TARGETS, configfile=write_config(local, RUN, tiny))  # a flag before the targets ends --configfile's list
 
     # The same configuration submitted to SLURM, one sbatch job per rule job (masks + train_chunk grouped).
     cluster = copy_workflow(tmp_path / "slurm")
@@ -55,7 +61,8 @@ def test_slurm_run_equals_local_run(tmp_path, slurm_cluster):
     assert "train_chunk" in rules, rules
     memory = [f"{rule}:mem_mb=1000" for rule in rules]
     command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(cluster / "Snakefile"), "--directory", str(cluster),
+        # The targets first: options that take several values (--set-resources) would swallow them.
+        sys.executable, "-m", "snakemake", *TARGETS, "--snakefile", str(cluster / "Snakefile"), "--directory", str(cluster),
         "--workflow-profile", "profiles/slurm", "--configfile", str(config),
         # Site-specific settings of this test cluster: no accounting database, partition "debug".
         "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "2",
