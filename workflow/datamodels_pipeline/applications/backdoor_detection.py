@@ -38,7 +38,8 @@ from .. import data, fit
 from ..atomic import atomic_output
 from ..seeding import Stream, rng
 from .backdoor import KEY, read_plant_info
-from .retrain import Retrainer
+from .figures import fmt
+from .retrain import Retrainer, mean_and_se
 from .sampling import top_by_weight
 
 log = logging.getLogger(__name__)
@@ -238,18 +239,16 @@ def removal_sets(flagged: np.ndarray, poisoned: np.ndarray, n_train: int, genera
     return sets
 
 
-def mean_and_se(per_seed: np.ndarray) -> dict:
-    """Mean over seeds and its standard error (None with one seed)."""
-    per_seed = np.asarray(per_seed, dtype=np.float64)
-    se = float(per_seed.std(ddof=1) / np.sqrt(len(per_seed))) if len(per_seed) > 1 else None
-    return {"mean": float(per_seed.mean()), "se": se, "per_seed": [float(v) for v in per_seed]}
+def seed_stats(per_seed: np.ndarray) -> dict:
+    """Mean over seeds, its standard error (None with one seed) and the per-seed values."""
+    return {**mean_and_se(per_seed), "per_seed": [float(v) for v in np.asarray(per_seed, dtype=np.float64)]}
 
 
 def attack_stats(margins: np.ndarray, clean: np.ndarray, triggered: np.ndarray, has_attack: bool) -> dict:
     """Clean accuracy (share of clean test targets with margin > 0) and attack success rate (share of triggered
     copies with margin > 0, i.e. classified as the target class) per seed; margins ``[n_seeds, n_targets]``."""
-    out = {"clean_accuracy": mean_and_se((margins[:, clean] > 0).mean(axis=1))}
-    out["attack_success_rate"] = (mean_and_se((margins[:, triggered] > 0).mean(axis=1))
+    out = {"clean_accuracy": seed_stats((margins[:, clean] > 0).mean(axis=1))}
+    out["attack_success_rate"] = (seed_stats((margins[:, triggered] > 0).mean(axis=1))
                                   if has_attack and len(triggered) else None)
     return out
 
@@ -360,19 +359,15 @@ def run(datamodels_path: str, data_path: str, data_info_path: str, alpha: float,
     attack_figure(retrained, summary, alpha, attack_path)
     search, spec = summary["detection"]["search"], summary["detection"]["spectral"]
     log.info("backdoor (alpha=%s): %d poisons, %d flagged; search precision %s recall %s AP %s; spectral precision "
-             "%s recall %s AP %s (search %.1f s)", alpha, len(poisoned), n_flag, *(_fmt(search[k]) for k in
-             ("precision", "recall", "average_precision")), *(_fmt(spec[k]) for k in
+             "%s recall %s AP %s (search %.1f s)", alpha, len(poisoned), n_flag, *(fmt(search[k]) for k in
+             ("precision", "recall", "average_precision")), *(fmt(spec[k]) for k in
              ("precision", "recall", "average_precision")), search_seconds)
     for name, stats in retrained.items():
         asr = stats["attack_success_rate"]
         log.info("retrained without %s (%d removed, %d poisons): clean accuracy %.3f, attack success %s", name,
                  stats["n_removed"], stats["n_poisoned_removed"], stats["clean_accuracy"]["mean"],
-                 _fmt(asr["mean"] if asr else None))
+                 fmt(asr["mean"] if asr else None))
     log.info("%d models in %.1f s", n_models, summary["seconds"])
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 # ---------------------------------------------------------------- figures
@@ -415,7 +410,7 @@ def detection_figure(dataset: data.Dataset, score: np.ndarray, spectral: np.ndar
         for values, name, key in ((score, "max-sum submatrix", "search"), (spectral, "spectral", "spectral")):
             precision, recall = precision_recall_curve(values, poisoned)
             stats = summary["detection"][key]
-            pr.plot(recall, precision, label=f"{name} (AP {_fmt(stats['average_precision'])})")
+            pr.plot(recall, precision, label=f"{name} (AP {fmt(stats['average_precision'])})")
             pr.scatter([stats["recall"]], [stats["precision"]], s=25, zorder=3)
         pr.axhline(summary["precision_at_random"], color="grey", lw=0.8, ls=":", label="chance")
     else:

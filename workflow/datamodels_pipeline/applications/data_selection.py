@@ -43,7 +43,7 @@ from .. import data, fit  # noqa: E402
 from ..atomic import atomic_output  # noqa: E402
 from ..plots import save_figure  # noqa: E402
 from ..seeding import Stream, rng  # noqa: E402
-from .retrain import Retrainer  # noqa: E402
+from .retrain import Retrainer, mean_and_se  # noqa: E402
 from .sampling import top_by_weight  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -139,13 +139,6 @@ def per_model_stats(margins: np.ndarray, targets: np.ndarray) -> tuple[np.ndarra
     """Mean margin and accuracy (margin > 0) over ``targets`` per model: ``[..., n_targets]`` -> two ``[...]``."""
     chosen = np.asarray(margins, dtype=np.float64)[..., np.asarray(targets, dtype=np.int64)]
     return chosen.mean(axis=-1), (chosen > 0).mean(axis=-1)
-
-
-def mean_and_se(values: np.ndarray) -> dict:
-    """Mean and standard error of independent values (se None with fewer than two)."""
-    values = np.asarray(values, dtype=np.float64).ravel()
-    se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
-    return {"mean": float(values.mean()), "se": se}
 
 
 def difference(a: dict, b: dict) -> dict:

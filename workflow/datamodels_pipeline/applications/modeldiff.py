@@ -393,6 +393,7 @@ def run(own_datamodels_path: str, other_datamodels_path: str, fit_info_path: str
     import torch
 
     from .. import data, fit
+    from .figures import fmt
     from .retrain import Retrainer
 
     torch.set_num_threads(max(1, threads))
@@ -495,19 +496,15 @@ def run(own_datamodels_path: str, other_datamodels_path: str, fit_info_path: str
                  "removing %d examples, group - random margin change: %s %s ± %s (relative %s), %s %s ± %s "
                  "(relative %s); first - second relative %s ± %s", way, s["variance_first"][0], s["first_algorithm"],
                  s["variance_second"][0], s["second_algorithm"], s["residual_explained_variance_ratio"][0],
-                 c["n_removed"], names["own"], _fmt(c["own"]["group_minus_random"]["mean"]),
-                 _fmt(c["own"]["group_minus_random"]["se"]), _fmt(c["own"]["group_minus_random"]["relative"]["mean"]),
-                 names["other"], _fmt(c["other"]["group_minus_random"]["mean"]),
-                 _fmt(c["other"]["group_minus_random"]["se"]),
-                 _fmt(c["other"]["group_minus_random"]["relative"]["mean"]),
-                 _fmt(c["first_minus_second"]["relative"]["mean"]), _fmt(c["first_minus_second"]["relative"]["se"]))
+                 c["n_removed"], names["own"], fmt(c["own"]["group_minus_random"]["mean"]),
+                 fmt(c["own"]["group_minus_random"]["se"]), fmt(c["own"]["group_minus_random"]["relative"]["mean"]),
+                 names["other"], fmt(c["other"]["group_minus_random"]["mean"]),
+                 fmt(c["other"]["group_minus_random"]["se"]),
+                 fmt(c["other"]["group_minus_random"]["relative"]["mean"]),
+                 fmt(c["first_minus_second"]["relative"]["mean"]), fmt(c["first_minus_second"]["relative"]["se"]))
     log.info("modeldiff (alpha=%s): %s vs %s on %d targets, mean cosine %.3f; %d models retrained in %.0f s",
              alpha, names["own"], names["other"], len(candidates), summary["cosine_own_other"]["mean"], n_models,
              summary["seconds"])
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _write_tables(table_path: str, loadings_path: str, dataset, weights: dict, cosine: np.ndarray,
@@ -613,6 +610,7 @@ def check_figure(summary: dict, path: str) -> None:
     """Check by retraining: margin change of the group and the random targets for A and B, relative to each
     algorithm's mean full-data margin, per way."""
     from ..plots import save_figure  # sets the Agg backend before pyplot is imported
+    from .figures import fmt
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.0))
@@ -635,7 +633,7 @@ def check_figure(summary: dict, path: str) -> None:
     for info in summary["ways"].values():
         first, second = ("A", "B") if info["first"] == "own" else ("B", "A")
         diff = info["check"]["first_minus_second"]["relative"]
-        deltas.append(f"{first} − {second}: Δ = {_fmt(diff['mean'])} ± {_fmt(diff['se'])}")
+        deltas.append(f"{first} − {second}: Δ = {fmt(diff['mean'])} ± {fmt(diff['se'])}")
     ax.set_xticks(ticks, labels, fontsize=7)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(ylabel="margin change / mean full-data margin",

@@ -33,6 +33,13 @@ def model_seeds(seed: int, n_seeds: int) -> list[int]:
     return [int_seed(seed, Stream.APPLICATION, 0.0, SEED_INDEX_OFFSET + s) for s in range(n_seeds)]
 
 
+def mean_and_se(values: np.ndarray) -> dict:
+    """Mean and standard error of independent values, e.g. per retrained seed (se None with fewer than two)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+    return {"mean": float(values.mean()), "se": se}
+
+
 def keep_indices(n_train: int, removed: np.ndarray) -> np.ndarray:
     """Sorted training indices left after removing ``removed`` (which must be distinct and in range)."""
     removed = np.asarray(removed, dtype=np.int64)
