@@ -12,7 +12,7 @@ import yaml
 import torch.nn.functional as F
 from torch import nn
 
-from datamodels_pipeline import config, masks, store, training
+from datamodels_pipeline import config, evaluate, masks, store, training
 from datamodels_pipeline.applications import attribution
 from datamodels_pipeline.applications import attribution_methods as am
 from datamodels_pipeline.config import ConfigError
@@ -234,8 +234,9 @@ def test_scoring_recovers_a_planted_linear_truth_regardless_of_scale():
     mask = masks.to_mask(subsets, n_train)
     truth = generator.normal(size=(n_train, n_targets))
     margins = (mask @ truth + 0.1 * generator.normal(size=(200, n_targets))).astype(np.float32)
-    held_out = store.Models(np.arange(200), mask, margins, *(np.zeros(200, np.float32),) * 2, np.zeros(200, bool))
     index = np.full(n_targets, -1)
+    held_out = evaluate.HeldOut.from_models(
+        store.Models(np.arange(200), mask, margins, *(np.zeros(200, np.float32),) * 2, np.zeros(200, bool)), index)
     row = attribution.score_row(attribution.Row("x", 1), truth, None, held_out, index)
     scaled = attribution.score_row(attribution.Row("x", 1), truth * np.array([3.0, 0.1, 7.0, 1.0]), None,
                                    held_out, index)
@@ -299,8 +300,9 @@ def test_network_methods_run_end_to_end_on_a_tiny_run(learner):
     subsets = masks.draw_subsets(0, "eval", 0.5, range(40), 60)
     result = learners.train(recipe, dataset.x_train, dataset.y_train, subsets, list(range(40)), dataset.x_targets,
                             dataset.y_targets)
-    held_out = store.Models(np.arange(40), masks.to_mask(subsets, 60), result.margins, result.train_accuracy,
-                            result.target_accuracy, np.zeros(40, bool))
+    held_out = evaluate.HeldOut.from_models(
+        store.Models(np.arange(40), masks.to_mask(subsets, 60), result.margins, result.train_accuracy,
+                     result.target_accuracy, np.zeros(40, bool)), dataset.target_train_index)
     settings = config.validate(_with(influence={"n_models": 2}, tracin={"n_models": 2},
                                      trak={"ensemble": [1, 2], "proj_dim": [16]},
                                      representation={"n_models": 2}))["applications"]["attribution"]

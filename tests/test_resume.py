@@ -216,7 +216,7 @@ def test_permanent_chunk_failure_names_the_chunk_and_keeps_the_others(tmp_path, 
     # The cause is fixed: the next run trains only the failed chunk and what depends on it.
     monkeypatch.delenv(FAIL_CHUNKS_ENV)
     plan = planned_jobs(run(tmp_path, "-n", config=config))
-    assert plan["train_chunk"] == 1 and plan["aggregate"] == 1 and plan["fit_datamodels"] == 1, plan
+    assert plan["train_chunk"] == 1 and plan["aggregate"] == 1 and plan["statistics"] == 1, plan
     assert "masks" not in plan and "prepare_data" not in plan, plan
     rerun = run(tmp_path, config=config)
     assert set(job_outputs(rerun.stdout + rerun.stderr, "train_chunk").values()) == {

@@ -17,28 +17,50 @@ def test_roundtrip(tmp_path, layout):
         np.testing.assert_array_equal(getattr(back, field), getattr(models, field))
 
 
-def test_aggregate_sorts_checks_and_drops_diverged(tmp_path, layout):
-    a, b = make_models(layout, [2, 3], seed=1), make_models(layout, [0, 1], seed=2)
-    b.margins[1, 0] = np.nan
-    b.diverged[1] = True
-    store.write_models(tmp_path / "a.parquet", a, layout, {})
-    store.write_models(tmp_path / "b.parquet", b, layout, {})
-    result = store.aggregate([tmp_path / "a.parquet", tmp_path / "b.parquet"], layout, range(4))
-    assert result.models.model_id.tolist() == [0, 2, 3]
-    assert result.diverged_ids == [1]
+def _aggregate(tmp_path, paths, layout, ids):
+    return store.aggregate(paths, layout, ids, tmp_path / "out" / "train.parquet", {"split": "train"})
+
+
+def test_streaming_aggregate_equals_the_in_memory_merge(tmp_path, layout):
+    parts = [make_models(layout, list(range(k, k + 5)), seed=k) for k in (10, 0, 5)]
+    parts[1].margins[2, 0], parts[1].diverged[2] = np.nan, True
+    paths = []
+    for k, part in enumerate(parts):
+        paths.append(tmp_path / f"chunk-{k}.parquet")
+        store.write_models(paths[-1], part, layout, {})
+    result = _aggregate(tmp_path, paths, layout, range(15))
+    merged = store.concatenate(parts)
+    merged = merged.select(np.argsort(merged.model_id, kind="stable"))
+    merged = merged.select(~merged.diverged)
+    back = store.read_models(tmp_path / "out" / "train.parquet", layout)
+    for field in store.Models.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(back, field), getattr(merged, field))
+    assert result.n_models == 14 and result.diverged_ids == [2]
+    assert result.mean_target_accuracy == pytest.approx(float(merged.target_accuracy.mean()))
+    assert pq.ParquetFile(tmp_path / "out" / "train.parquet").num_row_groups == 3  # one per chunk: streamed
+    batches = list(store.iter_models(tmp_path / "out" / "train.parquet", layout, batch_rows=4))
+    assert [len(b) for b in batches] == [4, 4, 4, 2]
+    np.testing.assert_array_equal(store.concatenate(batches).margins, merged.margins)
+
+
+def _no_output(tmp_path):
+    out = tmp_path / "out"
+    return not out.exists() or list(out.iterdir()) == []
 
 
 def test_duplicate_ids_name_both_files(tmp_path, layout):
     store.write_models(tmp_path / "a.parquet", make_models(layout, [0, 1]), layout, {})
     store.write_models(tmp_path / "b.parquet", make_models(layout, [1, 2]), layout, {})
     with pytest.raises(store.StoreError, match=r"b\.parquet.*model id 1.*a\.parquet"):
-        store.aggregate([tmp_path / "a.parquet", tmp_path / "b.parquet"], layout, range(3))
+        _aggregate(tmp_path, [tmp_path / "a.parquet", tmp_path / "b.parquet"], layout, range(3))
+    assert _no_output(tmp_path)
 
 
 def test_missing_models_are_an_error(tmp_path, layout):
     store.write_models(tmp_path / "a.parquet", make_models(layout, [0, 1]), layout, {})
     with pytest.raises(store.StoreError, match="missing"):
-        store.aggregate([tmp_path / "a.parquet"], layout, range(3))
+        _aggregate(tmp_path, [tmp_path / "a.parquet"], layout, range(3))
+    assert _no_output(tmp_path)
 
 
 def test_truncated_file_is_named(tmp_path, layout):
@@ -46,7 +68,32 @@ def test_truncated_file_is_named(tmp_path, layout):
     store.write_models(path, make_models(layout, [0, 1]), layout, {})
     path.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(store.StoreError, match="chunk-7.parquet"):
-        store.aggregate([path], layout, range(2))
+        _aggregate(tmp_path, [path], layout, range(2))
+    assert _no_output(tmp_path)
+
+
+def test_bad_chunk_found_mid_stream_is_named_and_leaves_no_output(tmp_path, layout):
+    good, bad = make_models(layout, [0, 1]), make_models(layout, [2, 3])
+    bad.mask[1, :] = True  # wrong subset size: only the second pass, which decodes masks, sees it
+    store.write_models(tmp_path / "chunk-0.parquet", good, layout, {})
+    store.write_models(tmp_path / "chunk-1.parquet", bad, layout, {})
+    with pytest.raises(store.StoreError, match="chunk-1.parquet.*wrong size"):
+        _aggregate(tmp_path, [tmp_path / "chunk-0.parquet", tmp_path / "chunk-1.parquet"], layout, range(4))
+    assert _no_output(tmp_path)
+
+
+def test_interleaved_chunks_and_all_diverged_are_errors(tmp_path, layout):
+    store.write_models(tmp_path / "a.parquet", make_models(layout, [0, 2]), layout, {})
+    store.write_models(tmp_path / "b.parquet", make_models(layout, [1, 3]), layout, {})
+    with pytest.raises(store.StoreError, match="interleave"):
+        _aggregate(tmp_path, [tmp_path / "a.parquet", tmp_path / "b.parquet"], layout, range(4))
+    models = make_models(layout, [0, 1])
+    models.margins[:] = np.nan
+    models.diverged[:] = True
+    store.write_models(tmp_path / "c.parquet", models, layout, {})
+    with pytest.raises(store.StoreError, match="every one of the 2 models diverged"):
+        _aggregate(tmp_path, [tmp_path / "c.parquet"], layout, range(2))
+    assert _no_output(tmp_path)
 
 
 def test_foreign_parquet_is_named(tmp_path, layout):

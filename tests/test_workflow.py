@@ -133,8 +133,8 @@ def test_follow_up_application_outputs(run_dir):
         # Attribution: the datamodels' row is the evaluation's LDS on the same held-out models.
         attribution = json.loads((base / f"attribution/alpha={alpha}/summary.json").read_text())
         metrics = json.loads((results(run_dir) / f"evaluation/alpha={alpha}/metrics.json").read_text())
-        assert np.isclose(attribution["headline"]["datamodels"]["lds"], metrics["lds"], atol=1e-6)
-        assert np.isclose(attribution["headline"]["empirical_influence"]["lds"], metrics["baseline_lds"], atol=1e-6)
+        assert attribution["headline"]["datamodels"]["lds"] == metrics["lds"]
+        assert attribution["headline"]["empirical_influence"]["lds"] == metrics["baseline_lds"]
         for figure in ("data_selection/alpha={a}/selection_curve.png", "backdoor/alpha={a}/detection.png",
                        "modeldiff/alpha={a}/explained_variance.png", "unlearning/alpha={a}/metrics.png",
                        "attribution/alpha={a}/lds_vs_cost.png"):
@@ -149,7 +149,8 @@ def test_more_models_train_only_the_new_chunks(run_dir):
     grown = write_config(run_dir, "grown", lambda c: c["subsets"].update(n_models=160))
     jobs = planned_jobs(snakemake(run_dir, "-n", configfile=grown))
     assert jobs["train_chunk"] == 2 and jobs["masks"] == 2  # one new chunk per alpha
-    assert jobs["aggregate"] == 2 and jobs["fit_datamodels"] == 2  # the train aggregate of each alpha
+    assert jobs["aggregate"] == 2 and jobs["statistics"] == 2  # the train aggregate of each alpha, summed again
+    assert jobs["fit_datamodels"] == 4 and jobs["merge_datamodels"] == 2  # two target blocks per alpha
     assert "prepare_data" not in jobs
 
 
@@ -157,7 +158,8 @@ def test_regression_parameter_does_not_retrain(run_dir):
     changed = write_config(run_dir, "refit", lambda c: c["fit"].update(n_lambdas=6))
     jobs = planned_jobs(snakemake(run_dir, "-n", configfile=changed))
     # The applications read the datamodels, so they legitimately rerun too (the base models do not retrain).
-    assert set(jobs) == {"fit_datamodels", "evaluate", "learning_curve", "summary", "all", *OWN_FITS, *APPLICATIONS}
+    assert set(jobs) == {"fit_datamodels", "merge_datamodels", "evaluate", "learning_curve", "summary", "all",
+                         *OWN_FITS, *APPLICATIONS}  # not the statistics pass: the sums do not depend on lambda
 
 
 def test_code_edits_rerun_only_their_stage(run_dir):
@@ -174,7 +176,8 @@ def test_code_edits_rerun_only_their_stage(run_dir):
         lasso_text = lasso.read_text()
         lasso.write_text(lasso_text + "\n# an edit\n")
         assert set(planned_jobs(snakemake(run_dir, "-n", configfile=config))) == {
-            "fit_datamodels", "evaluate", "learning_curve", "summary", "all", *OWN_FITS, *APPLICATIONS}
+            "fit_datamodels", "merge_datamodels", "evaluate", "learning_curve", "summary", "all", *OWN_FITS,
+            *APPLICATIONS}
         lasso.write_text(lasso_text)
         training = run_dir / "workflow/datamodels_pipeline/training.py"
         training_text = training.read_text()

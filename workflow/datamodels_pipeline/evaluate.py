@@ -9,6 +9,8 @@ correlation counts as 0 and is reported separately.
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +18,58 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.stats import rankdata
 
-from . import data, fit, plots, store
+from . import data, fit, plots, statistics, store
+from .masks import pack, unpack
 from .atomic import atomic_output
 
 
 def predict(mask: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """Predicted outputs [n_models, n_targets] from raw masks and raw-unit weights."""
     return mask.astype(np.float32) @ weight.astype(np.float32) + bias.astype(np.float32)
+
+
+@dataclass
+class HeldOut:
+    """The held-out models as evaluation needs them: bit-packed masks, outputs, and the pairs to score.
+
+    Memory: ``E (p / 8 + 5 T)`` bytes for E models, p training examples and T targets.
+    """
+
+    packed: np.ndarray   # uint8 [E, ceil(p / 8)]
+    margins: np.ndarray  # float32 [E, T]
+    valid: np.ndarray    # bool [E, T]: a train-set target is scored only on models that exclude it
+    target_accuracy: float
+    n_train: int
+
+    def __len__(self) -> int:
+        return len(self.margins)
+
+    @classmethod
+    def from_models(cls, models: store.Models, target_train_index: np.ndarray) -> "HeldOut":
+        """From decoded models in memory (small sets, tests)."""
+        return cls(pack(models.mask), models.margins, valid_pairs(models.mask, target_train_index),
+                   float(models.target_accuracy.mean()), models.mask.shape[1])
+
+    def predict(self, weight: np.ndarray, bias: np.ndarray, batch_rows: int = 4096) -> np.ndarray:
+        """Predictions [E, T] of a linear model, unpacking the masks in batches."""
+        out = np.empty(self.margins.shape, dtype=np.float32)
+        for start in range(0, len(self), batch_rows):
+            rows = slice(start, start + batch_rows)
+            out[rows] = predict(unpack(self.packed[rows], self.n_train), weight, bias)
+        return out
+
+
+def read_held_out(path: str | Path, layout: store.Layout, target_train_index: np.ndarray) -> HeldOut:
+    """Stream the held-out models' file into a :class:`HeldOut` (no dense [E, p] mask is kept)."""
+    packed, margins, valid, accuracy = [], [], [], 0.0
+    for models in store.iter_models(path, layout, store.batch_rows_for(layout)):
+        packed.append(pack(models.mask))
+        margins.append(models.margins)
+        valid.append(valid_pairs(models.mask, target_train_index))
+        accuracy += float(models.target_accuracy.astype(np.float64).sum())
+    n = sum(len(m) for m in margins)
+    return HeldOut(np.concatenate(packed), np.concatenate(margins), np.concatenate(valid), accuracy / n,
+                   layout.n_train)
 
 
 def _pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -68,6 +115,24 @@ def empirical_influence(mask: np.ndarray, outputs: np.ndarray, keep: np.ndarray 
     return weight.astype(np.float32), bias.astype(np.float32)
 
 
+def empirical_influence_from_sums(sums: statistics.RowSums, target_train_index: np.ndarray
+                                  ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`empirical_influence` over the training models from their sums (``statistics``), same exclusion rule."""
+    n_kept = sums.n_kept
+    with_count = np.repeat(np.asarray(sums.xsum, dtype=np.float64)[:, None], len(n_kept), axis=1)  # [p, T]
+    own = np.flatnonzero(target_train_index >= 0)
+    if len(own):
+        with_count[:, own] -= np.asarray(sums.gram[:, target_train_index[own]], dtype=np.float64)
+    with_sum = np.asarray(sums.xy, dtype=np.float64).T
+    without_count, without_sum = n_kept - with_count, sums.ysum - with_sum
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = np.where((with_count > 0) & (without_count > 0),
+                          with_sum / np.maximum(with_count, 1) - without_sum / np.maximum(without_count, 1), 0.0)
+    mean_mask = with_count / np.maximum(n_kept, 1)
+    bias = sums.ysum / np.maximum(n_kept, 1) - (mean_mask * weight).sum(axis=0)
+    return weight.astype(np.float32), bias.astype(np.float32)
+
+
 def metrics(predicted: np.ndarray, actual: np.ndarray, valid: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
     """Summary metrics and the per-target Spearman correlations.
 
@@ -97,35 +162,33 @@ def valid_pairs(eval_mask: np.ndarray, target_train_index: np.ndarray) -> np.nda
     return valid
 
 
-def score(weight: np.ndarray, bias: np.ndarray, eval_mask: np.ndarray, eval_outputs: np.ndarray,
-          target_train_index: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+def score(weight: np.ndarray, bias: np.ndarray, held_out: HeldOut) -> tuple[dict, np.ndarray, np.ndarray]:
     """Metrics of linear attributions on held-out models: (summary, per-target, predictions)."""
-    predicted = predict(eval_mask, weight, bias)
-    summary, per_target = metrics(predicted, eval_outputs, valid_pairs(eval_mask, target_train_index))
+    predicted = held_out.predict(weight, bias)
+    summary, per_target = metrics(predicted, held_out.margins, held_out.valid)
     return summary, per_target, predicted
 
 
-def baseline(train_mask: np.ndarray, train_outputs: np.ndarray, target_train_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Empirical influence from the training models, with the same exclusion rule as the fit."""
-    return empirical_influence(train_mask, train_outputs, valid_pairs(train_mask, target_train_index))
-
-
-def run(datamodels_path: str, train_path: str, eval_path: str, info_path: str, data_path: str, alpha: float,
+def run(datamodels_path: str, statistics_path: str, eval_path: str, info_path: str, data_path: str, alpha: float,
         metrics_path: str, per_target_path: str, scatter_path: str, histogram_path: str) -> None:
     """Score the datamodels and the empirical-influence baseline; write metrics and plots."""
     info = json.loads(Path(info_path).read_text())
     layout = store.layout_for(info, alpha)
-    train, held_out = store.read_models(train_path, layout), store.read_models(eval_path, layout)
     index = data.load(data_path).target_train_index
+    held_out = read_held_out(eval_path, layout, index)
     datamodels = fit.read(datamodels_path)
-    summary, per_target, predicted = score(datamodels.weight, datamodels.bias, held_out.mask, held_out.margins, index)
-    base_summary, base_per_target, _ = score(*baseline(train.mask, train.margins, index), held_out.mask,
-                                             held_out.margins, index)
+    summary, per_target, predicted = score(datamodels.weight, datamodels.bias, held_out)
+    train = statistics.load(Path(statistics_path) / statistics.ALL)
+    start = time.process_time()
+    base_weight, base_bias = empirical_influence_from_sums(train.all, index)
+    base_seconds = time.process_time() - start
+    base_summary, base_per_target, _ = score(base_weight, base_bias, held_out)
     result = {
-        "alpha": alpha, **summary, "n_train_models": len(train), "n_eval_models": len(held_out),
+        "alpha": alpha, **summary, "n_train_models": train.all.n, "n_eval_models": len(held_out),
         "n_targets": len(index), "baseline_lds": base_summary["lds"],
-        "baseline": {"method": "empirical influence (difference of means)", **base_summary},
-        "mean_target_accuracy_eval_models": float(held_out.target_accuracy.mean()),
+        "baseline": {"method": "empirical influence (difference of means)", **base_summary,
+                     "cpu_seconds": base_seconds},
+        "mean_target_accuracy_eval_models": held_out.target_accuracy,
         "n_not_converged": int((~datamodels.converged).sum()),
     }
     with atomic_output(metrics_path) as tmp:

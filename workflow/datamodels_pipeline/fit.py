@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from . import data, devices, lasso, store
+from . import data, devices, lasso, statistics, store
 from .atomic import atomic_output
-from .seeding import Stream, rng
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,12 @@ class FitSettings:
     max_iter: int = 1000
     patience: int = 3
     device: str = "cpu"
+    train_targets: str = "exact"  # exact | shared_gram (see _SumsProblem)
+    targets_per_job: int | None = None  # the workflow's target blocks; no effect on one fit
+
+    @classmethod
+    def from_config(cls, section: dict) -> "FitSettings":
+        return cls(**{key: value for key, value in section.items() if key in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -60,64 +66,115 @@ class Datamodels:
     target_train_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
-def standardization(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-example mean and standard deviation of mask membership (sigma 0 -> 1)."""
-    mu = mask.mean(axis=0)
-    sigma = mask.std(axis=0)
+def standardization(xsum: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example mean and standard deviation of 0/1 mask membership over n models (sigma 0 -> 1)."""
+    mu = np.asarray(xsum, dtype=np.float64) / n
+    sigma = np.sqrt(np.clip(mu * (1 - mu), 0, None))
     return mu.astype(np.float32), np.where(sigma > 0, sigma, 1.0).astype(np.float32)
 
 
 MIN_LAMBDAS_BEFORE_STOP = 10  # as in the paper's solver: never stop a target before 10 lambdas
 
 
-class _Problem:
-    """Covariance-form lasso problem of one row set: shared rows, or rows kept per target."""
+class _SumsProblem:
+    """Covariance-form lasso of some targets over one row set, from its sums (``statistics.RowSums``).
 
-    def __init__(self, z: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None):
-        self.y = y
-        if keep is None:
-            gram, self.xy, self.yy = lasso.gram_moments(z, y)
-            self.op: lasso.GramOperator | lasso.MaskedRowsOperator = lasso.GramOperator(gram)
-            self.z_mean = z.mean(dim=0)
-        else:
-            self.op = lasso.MaskedRowsOperator(z, keep)
-            self.xy, self.yy = self.op.moments(y)
+    Standardised units ``z = (x - mu) / sigma``, centred over each target's kept rows. The
+    feature covariance is that of every row of the set: exact for a test target; for a
+    training-example target (``shared_gram``) an approximation of the covariance over the rows
+    that exclude it (its output moments and means stay exact; its own feature is fixed at 0).
+    """
+
+    def __init__(self, sums: statistics.RowSums, own: np.ndarray, mu: np.ndarray, sigma: np.ndarray,
+                 device: torch.device):
+        n_kept = np.maximum(sums.n_kept, 1)[:, None]
+        xbar = np.repeat((sums.xsum / max(sums.n, 1))[None, :], len(own), axis=0)  # [T, p]
+        trains = np.flatnonzero(own >= 0)
+        if len(trains):  # the kept rows exclude example j: sum of x over them = xsum - gram[:, j]
+            xbar[trains] = (sums.xsum[None, :] - sums.gram[:, own[trains]].T) / n_kept[trains]
+        ybar = sums.ysum / n_kept[:, 0]
+        to = dict(device=device, dtype=torch.float32)
+        self.xy = torch.as_tensor((sums.xy / n_kept - xbar * ybar[:, None]) / sigma, **to).T.contiguous()  # [p, T]
+        self.yy = torch.as_tensor(sums.yy / n_kept[:, 0] - ybar ** 2, **to).clamp_min(0)
+        self.zbar = torch.as_tensor((xbar - mu) / sigma, **to)  # [T, p]
+        self.ybar = torch.as_tensor(ybar, **to)
+        self.n_kept = torch.as_tensor(sums.n_kept, device=device)
+        self.op = lasso.GramOperator(_covariance(sums.gram, sums.xsum, sums.n, sigma, device))
+        self.own = torch.as_tensor(own, device=device)
 
     def solve(self, targets: torch.Tensor, lam: torch.Tensor, w0: torch.Tensor, settings: FitSettings
               ) -> tuple[torch.Tensor, torch.Tensor, lasso.SolveInfo]:
-        """Weights, bias and solver info of some targets at their lambdas."""
+        w, info = lasso.solve(self.op, self.xy[:, targets], self.yy[targets], lam, w0=w0, tol=settings.tol,
+                              max_iter=settings.max_iter)
+        own = self.own[targets]
+        trains = torch.nonzero(own >= 0).squeeze(1)
+        w[own[trains], trains] = 0.0  # the target's own example never varies over its rows
+        return w, self.ybar[targets] - (self.zbar[targets] * w.T).sum(1), info
+
+    def mse(self, targets: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Mean squared error over the rows: w^T C w - 2 w.xy + yy + (mean residual)^2."""
+        quadratic = (self.op.matmul(w) * w).sum(0) - 2 * (self.xy[:, targets] * w).sum(0) + self.yy[targets]
+        residual = (self.zbar[targets] * w.T).sum(1) + b - self.ybar[targets]
+        return quadratic.clamp_min(0) + residual ** 2
+
+
+def _covariance(gram: np.ndarray, xsum: np.ndarray, n: int, sigma: np.ndarray, device: torch.device,
+                block: int = 2048) -> torch.Tensor:
+    """Standardised feature covariance ``(gram / n - xbar xbar^T) / (sigma sigma^T)``, float32, built in row blocks."""
+    xbar = np.asarray(xsum, dtype=np.float64) / max(n, 1)
+    out = torch.empty(gram.shape, dtype=torch.float32, device=device)
+    for start in range(0, gram.shape[0], block):
+        rows = slice(start, start + block)
+        part = (np.asarray(gram[rows], dtype=np.float64) / max(n, 1) - np.outer(xbar[rows], xbar))
+        out[rows] = torch.as_tensor(part / np.outer(sigma[rows], sigma), dtype=torch.float32)
+    return out
+
+
+class _RowsProblem:
+    """The exact train-target form: target t is fit only on the rows where ``keep[:, t]`` (its example left out)."""
+
+    def __init__(self, z: torch.Tensor, y: torch.Tensor, keep: torch.Tensor):
+        self.z, self.y, self.keep = z, y, keep
+        self.op = lasso.MaskedRowsOperator(z, keep)
+        self.xy, self.yy = self.op.moments(y)
+
+    def solve(self, targets: torch.Tensor, lam: torch.Tensor, w0: torch.Tensor, settings: FitSettings
+              ) -> tuple[torch.Tensor, torch.Tensor, lasso.SolveInfo]:
         op = self.op.select(targets)
         w, info = lasso.solve(op, self.xy[:, targets], self.yy[targets], lam, w0=w0, tol=settings.tol,
                               max_iter=settings.max_iter)
-        if isinstance(op, lasso.MaskedRowsOperator):
-            return w, op.intercept(self.y[:, targets], w), info
-        return w, self.y[:, targets].mean(dim=0) - self.z_mean @ w, info
+        return w, op.intercept(self.y[:, targets], w), info
+
+    def mse(self, targets: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        weight = self.keep[:, targets].to(self.y.dtype)
+        error = (self.z @ w + b - self.y[:, targets]) ** 2
+        return (weight * error).sum(0) / weight.sum(0).clamp(min=1)
 
 
-def _fit_group(z: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None, fit_rows: torch.Tensor,
-               val_rows: torch.Tensor, settings: FitSettings) -> dict[str, torch.Tensor]:
-    """Lambda path on fit rows, selection on validation rows, refit on all rows.
+def _lambda_path(make_fit, make_val, make_all, settings: FitSettings, device: torch.device
+                 ) -> dict[str, torch.Tensor]:
+    """Lambda path on the fit rows, selection on the validation rows, refit on all rows at the chosen lambda.
 
     A target leaves the path once its validation MSE has not improved for
     ``settings.patience`` lambdas (after at least 10): the rest of its path
-    would only overfit, and it is where the solver converges slowest.
+    would only overfit, and it is where the solver converges slowest. The three problems are
+    built by the ``make_*`` callables, the refit's only after the other two are freed (each may
+    hold a [p, p] covariance).
     """
-    n_targets = y.shape[1]
-    fit = _Problem(z[fit_rows], y[fit_rows], None if keep is None else keep[fit_rows])
-    lambdas = lasso.lambda_grid(lasso.lambda_max(fit.xy), settings.n_lambdas, settings.lambda_eps)
-    z_val, y_val = z[val_rows], y[val_rows]
-    val_weight = torch.ones_like(y_val) if keep is None else keep[val_rows].to(y.dtype)
-    best_mse = torch.full((n_targets,), float("inf"), dtype=y.dtype, device=y.device)
-    best_w = torch.zeros(z.shape[1], n_targets, dtype=y.dtype, device=y.device)
-    best_k = torch.zeros(n_targets, dtype=torch.long, device=y.device)
-    since_best = torch.zeros(n_targets, dtype=torch.long, device=y.device)
+    fit_rows, val_rows = make_fit(), make_val()
+    n_targets = fit_rows.yy.shape[0]
+    p = fit_rows.xy.shape[0]
+    lambdas = lasso.lambda_grid(lasso.lambda_max(fit_rows.xy), settings.n_lambdas, settings.lambda_eps)
+    best_mse = torch.full((n_targets,), float("inf"), device=device)
+    best_w = torch.zeros(p, n_targets, device=device)
+    best_k = torch.zeros(n_targets, dtype=torch.long, device=device)
+    since_best = torch.zeros(n_targets, dtype=torch.long, device=device)
     w_path = torch.zeros_like(best_w)
-    active = torch.arange(n_targets, device=y.device)
+    active = torch.arange(n_targets, device=device)
     for k in range(lambdas.shape[0]):
-        w, b, _ = fit.solve(active, lambdas[k, active], w_path[:, active], settings)
+        w, b, _ = fit_rows.solve(active, lambdas[k, active], w_path[:, active], settings)
         w_path[:, active] = w
-        weight = val_weight[:, active]
-        mse = (weight * (z_val @ w + b - y_val[:, active]) ** 2).sum(dim=0) / weight.sum(dim=0).clamp(min=1)
+        mse = val_rows.mse(active, w, b)
         better = mse < best_mse[active]
         improved = active[better]
         best_mse[improved], best_k[improved], best_w[:, improved] = mse[better], k, w[:, better]
@@ -126,88 +183,152 @@ def _fit_group(z: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None, fit_
             active = active[since_best[active] < settings.patience]
         if active.numel() == 0:
             break
+    del fit_rows, val_rows
     lam = lambdas.gather(0, best_k[None, :])[0]
-    full = _Problem(z, y, keep)
-    w, b, info = full.solve(torch.arange(n_targets, device=y.device), lam, best_w, settings)
-    n_models = keep.sum(dim=0) if keep is not None else torch.full_like(best_k, z.shape[0])
-    return {"w": w, "b": b, "lam": lam, "best_k": best_k, "val_mse": best_mse, "converged": info.converged,
-            "n_models": n_models}
+    full = make_all()
+    w, b, info = full.solve(torch.arange(n_targets, device=device), lam, best_w, settings)
+    return {"w": w, "b": b, "lam": lam, "best_k": best_k, "val_mse": best_mse, "converged": info.converged}
 
 
-def fit(mask: np.ndarray, outputs: np.ndarray, target_train_index: np.ndarray, settings: FitSettings,
-        seed: int, alpha: float) -> tuple[Datamodels, dict]:
-    """Fit datamodels for every target from masks [n, p] and outputs [n, T]."""
+Rows = tuple[np.ndarray, np.ndarray]  # (bool masks [n, p], outputs [n, T]) of every training model, row order
+
+
+def fit_targets(stats: statistics.Statistics, settings: FitSettings, rows: Callable[[], Rows] | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Fit the datamodels of the targets in ``stats`` (all of a run's, or one block's).
+
+    Test targets, and training-example targets with ``train_targets: shared_gram``, are fit from
+    the sums alone. With ``train_targets: exact`` a training-example target is fit on the rows
+    that exclude it, which needs ``rows()`` (every model's mask and the block's outputs, in memory).
+    Returns per-target arrays (standardised units) and seconds per group.
+    """
     device = devices.resolve(settings.device)
-    n = mask.shape[0]
-    mu, sigma = standardization(mask)
-    z = torch.from_numpy((mask - mu) / sigma).to(device=device, dtype=torch.float32)
-    y = torch.from_numpy(np.array(outputs, dtype=np.float32)).to(device)
-    order = rng(seed, Stream.FIT_VALIDATION, alpha).permutation(n)
-    n_val = int(round(settings.val_fraction * n))
-    val_rows = torch.from_numpy(np.sort(order[:n_val])).to(device)
-    fit_rows = torch.from_numpy(np.sort(order[n_val:])).to(device)
-    p, n_targets = mask.shape[1], outputs.shape[1]
-    result = {key: np.zeros(shape, dtype) for key, shape, dtype in [
-        ("w", (p, n_targets), np.float32), ("b", n_targets, np.float32), ("lam", n_targets, np.float32),
-        ("best_k", n_targets, np.int64), ("val_mse", n_targets, np.float32), ("converged", n_targets, bool),
-        ("n_models", n_targets, np.int64)]}
-    groups = {"test": np.flatnonzero(target_train_index < 0), "train": np.flatnonzero(target_train_index >= 0)}
+    mu, sigma = standardization(stats.all.xsum, stats.all.n)
+    index = stats.target_train_index
+    n_targets = len(index)
+    result = {"w": np.zeros((len(mu), n_targets), np.float32), "b": np.zeros(n_targets, np.float32),
+              "lam": np.zeros(n_targets, np.float32), "best_k": np.zeros(n_targets, np.int64),
+              "val_mse": np.zeros(n_targets, np.float32), "converged": np.zeros(n_targets, bool),
+              "n_models": np.asarray(np.rint(stats.all.n_kept), dtype=np.int64)}
+    exact = settings.train_targets == "exact"
+    groups = {"test": np.flatnonzero(index < 0) if exact else np.arange(n_targets),
+              "train": np.flatnonzero(index >= 0) if exact else np.zeros(0, np.int64)}
     timings = {}
     for name, targets in groups.items():
         if len(targets) == 0:
             continue
         start = time.perf_counter()
-        keep = None
-        if name == "train":
-            keep = ~torch.from_numpy(mask[:, target_train_index[targets]]).to(device)
-        group = _fit_group(z, y[:, torch.from_numpy(targets).to(device)], keep, fit_rows, val_rows, settings)
+        if name == "test":
+            part = stats.targets(targets)
+            own = part.target_train_index
+            group = _lambda_path(lambda: _SumsProblem(part.fit, own, mu, sigma, device),
+                                 lambda: _SumsProblem(part.val, own, mu, sigma, device),
+                                 lambda: _SumsProblem(part.all, own, mu, sigma, device), settings, device)
+        else:
+            if rows is None:
+                raise ValueError("train_targets: exact needs the training models' rows for training-example targets")
+            group = _exact_group(rows, stats, targets, mu, sigma, settings, device)
         for key, value in group.items():
             result[key][..., targets] = value.cpu().numpy()
         timings[name] = time.perf_counter() - start
         log.info("%s targets: %d fit in %.1f s", name, len(targets), timings[name])
+    return result, timings
+
+
+def _exact_group(rows: Callable[[], Rows], stats: statistics.Statistics, targets: np.ndarray, mu: np.ndarray,
+                 sigma: np.ndarray, settings: FitSettings, device: torch.device) -> dict[str, torch.Tensor]:
+    """Training-example targets on their own rows; memory ``4 n (p + T)`` bytes for n models (dense)."""
+    mask, outputs = rows()
+    n_total = stats.meta.get("n_models_total", len(mask))  # a prefix's validation rows: the full run's, cut
+    is_val = statistics.validation_rows(n_total, stats.meta["val_fraction"], stats.meta["seed"],
+                                        stats.meta["alpha"])[: len(mask)]
+    z = torch.from_numpy((mask - mu) / sigma).to(device=device, dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(outputs[:, targets], dtype=np.float32), device=device)
+    keep = ~torch.from_numpy(mask[:, stats.target_train_index[targets]]).to(device)
+    fit_rows = torch.from_numpy(np.flatnonzero(~is_val)).to(device)
+    val_rows = torch.from_numpy(np.flatnonzero(is_val)).to(device)
+    return _lambda_path(lambda: _RowsProblem(z[fit_rows], y[fit_rows], keep[fit_rows]),
+                        lambda: _RowsProblem(z[val_rows], y[val_rows], keep[val_rows]),
+                        lambda: _RowsProblem(z, y, keep), settings, device)
+
+
+def assemble(result: dict[str, np.ndarray], mu: np.ndarray, sigma: np.ndarray, target_train_index: np.ndarray
+             ) -> Datamodels:
+    """Datamodels in raw and standardised units from :func:`fit_targets`' arrays."""
     w_std = result["w"]
-    datamodels = Datamodels(
+    return Datamodels(
         weight=(w_std / sigma[:, None]).astype(np.float32),
         bias=(result["b"] - (mu / sigma) @ w_std).astype(np.float32),
         weight_std=w_std, bias_std=result["b"], lam=result["lam"], mu=mu, sigma=sigma,
         n_models=result["n_models"], converged=result["converged"],
-        target_train_index=target_train_index.astype(np.int64),
+        target_train_index=np.asarray(target_train_index, dtype=np.int64),
     )
-    nonzero = (w_std != 0).sum(axis=0)
-    info = {
-        "n_models": n, "n_val_models": n_val, "n_features": p, "n_targets": n_targets,
+
+
+def summary(stats_meta: dict, n_val: int, p: int, settings: FitSettings, result: dict[str, np.ndarray],
+            timings: dict[str, float]) -> dict:
+    """The fit's record (``fit.json``) from the per-target arrays of every target."""
+    nonzero = (result["w"] != 0).sum(axis=0) if "w" in result else result["nonzero"]
+    return {
+        "n_models": stats_meta["n"], "n_val_models": n_val, "n_features": p, "n_targets": len(result["lam"]),
         "n_lambdas": settings.n_lambdas, "lambda_eps": settings.lambda_eps, "tol": settings.tol,
-        "device": str(device), "seconds": timings, "n_not_converged": int((~result["converged"]).sum()),
+        "train_targets": settings.train_targets, "device": str(devices.resolve(settings.device)),
+        "seconds": timings, "n_not_converged": int((~result["converged"]).sum()),
         "chosen_lambda_index": {"mean": float(result["best_k"].mean()), "min": int(result["best_k"].min()),
                                 "max": int(result["best_k"].max())},
         "nonzero_weights": {"mean": float(nonzero.mean()), "min": int(nonzero.min()), "max": int(nonzero.max())},
         "val_mse_mean": float(result["val_mse"].mean()),
     }
-    return datamodels, info
 
 
-def write(datamodels: Datamodels, datamodels_path: str | Path, features_path: str | Path) -> None:
-    """Datamodels as Parquet: one row per target, and one row per training example (mu, sigma)."""
-    p, n_targets = datamodels.weight.shape
-    rows = pa.table({
-        "target": pa.array(np.arange(n_targets, dtype=np.int64)),
+def fit(mask: np.ndarray, outputs: np.ndarray, target_train_index: np.ndarray, settings: FitSettings,
+        seed: int, alpha: float) -> tuple[Datamodels, dict]:
+    """Fit datamodels for every target from in-memory masks [n, p] and outputs [n, T] (the stage's code path)."""
+    is_val = statistics.validation_rows(len(mask), settings.val_fraction, seed, alpha)
+    meta = {"alpha": alpha, "seed": seed, "val_fraction": settings.val_fraction, "n": len(mask)}
+    stats = statistics.from_arrays(mask, outputs, target_train_index, is_val, meta)
+    result, timings = fit_targets(stats, settings, rows=lambda: (mask, outputs))
+    mu, sigma = standardization(stats.all.xsum, stats.all.n)
+    return assemble(result, mu, sigma, target_train_index), summary(meta, stats.val.n, mask.shape[1], settings,
+                                                                      result, timings)
+
+
+def _rows_table(datamodels: Datamodels, targets: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> pa.Table:
+    """One row per target (``targets``: their indices in the run), as in ``datamodels.parquet``."""
+    p = datamodels.weight.shape[0]
+    columns = {
+        "target": pa.array(np.asarray(targets, dtype=np.int64)),
         "target_train_index": pa.array(datamodels.target_train_index),
         "lam": pa.array(datamodels.lam), "bias": pa.array(datamodels.bias), "bias_std": pa.array(datamodels.bias_std),
         "n_models": pa.array(datamodels.n_models), "converged": pa.array(datamodels.converged),
         "weight": pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(datamodels.weight.T).ravel()), p),
         "weight_std": pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(datamodels.weight_std.T).ravel()), p),
-    })
-    features = pa.table({"train_index": pa.array(np.arange(p, dtype=np.int64)),
-                         "mu": pa.array(datamodels.mu), "sigma": pa.array(datamodels.sigma)})
-    with atomic_output(datamodels_path) as tmp:
-        pq.write_table(rows, tmp, compression="zstd")
+    }
+    return pa.table(columns | {name: pa.array(values) for name, values in (extra or {}).items()})
+
+
+DATAMODEL_COLUMNS = ["target", "target_train_index", "lam", "bias", "bias_std", "n_models", "converged", "weight",
+                     "weight_std"]
+
+
+def _write_features(mu: np.ndarray, sigma: np.ndarray, features_path: str | Path) -> None:
+    features = pa.table({"train_index": pa.array(np.arange(len(mu), dtype=np.int64)),
+                         "mu": pa.array(mu), "sigma": pa.array(sigma)})
     with atomic_output(features_path) as tmp:
         pq.write_table(features, tmp)
 
 
+def write(datamodels: Datamodels, datamodels_path: str | Path, features_path: str | Path) -> None:
+    """Datamodels as Parquet: one row per target, and one row per training example (mu, sigma)."""
+    rows = _rows_table(datamodels, np.arange(datamodels.weight.shape[1]))
+    with atomic_output(datamodels_path) as tmp:
+        pq.write_table(rows, tmp, compression="zstd")
+    _write_features(datamodels.mu, datamodels.sigma, features_path)
+
+
 def read(datamodels_path: str | Path, features_path: str | Path | None = None) -> Datamodels:
-    """Read datamodels written by :func:`write`."""
-    rows = pq.read_table(datamodels_path)
+    """Read datamodels written by :func:`write` (or :func:`merge`)."""
+    rows = pq.read_table(datamodels_path, columns=DATAMODEL_COLUMNS)
     n_targets = rows.num_rows
 
     def matrix(name: str) -> np.ndarray:
@@ -225,18 +346,95 @@ def read(datamodels_path: str | Path, features_path: str | Path | None = None) -
                       target_train_index=rows.column("target_train_index").to_numpy())
 
 
-def run(models_path: str, info_path: str, data_path: str, alpha: float, settings: dict, seed: int,
-        threads: int, datamodels_path: str, features_path: str, fit_info_path: str) -> None:
-    """Fit the datamodels of one alpha and write them."""
+# ------------------------------------------------------------------ the workflow's target-sharded fit
+def n_blocks(n_targets: int, targets_per_job: int | None) -> int:
+    """Fit jobs per alpha: one per block of ``targets_per_job`` consecutive targets (null: one job)."""
+    return 1 if not targets_per_job else max(1, -(-n_targets // targets_per_job))
+
+
+def block_targets(n_targets: int, targets_per_job: int | None, block: int) -> np.ndarray:
+    """The target indices of one block."""
+    size = n_targets if not targets_per_job else targets_per_job
+    return np.arange(block * size, min(n_targets, (block + 1) * size))
+
+
+BLOCK_KEY = b"datamodels_pipeline_fit_block"
+
+
+def run_block(statistics_path: str, models_path: str, info_path: str, alpha: float, settings: dict, block: int,
+              threads: int, output_path: str) -> None:
+    """Fit one block of targets from the shared statistics; write its rows (``datamodels.parquet``'s columns).
+
+    Memory: the two [p, p] covariances (``2 * 4 p^2`` bytes) + ``~5 * 8 p b`` for b targets of the block;
+    with ``train_targets: exact`` and training-example targets in the block, also every model's dense
+    mask and outputs (``n (p + 4 T)`` bytes).
+    """
     torch.set_num_threads(max(1, threads))
+    settings = FitSettings.from_config(settings)
     info = json.loads(Path(info_path).read_text())
-    models = store.read_models(models_path, store.layout_for(info, alpha))
-    dataset = data.load(data_path)
-    datamodels, fit_info = fit(models.mask, models.margins, dataset.target_train_index, FitSettings(**settings),
-                               seed, alpha)
-    write(datamodels, datamodels_path, features_path)
+    layout = store.layout_for(info, alpha)
+    targets = block_targets(layout.n_targets, settings.targets_per_job, block)
+    if len(targets) == 0:
+        raise ValueError(f"fit block {block} holds no target of the {layout.n_targets} (fit.targets_per_job="
+                         f"{settings.targets_per_job}); the workflow planned more blocks than the data set has")
+    stats = statistics.load(Path(statistics_path) / statistics.ALL, targets)
+
+    def rows() -> Rows:
+        models = store.read_models(models_path, layout)
+        return models.mask, models.margins[:, targets]
+
+    result, timings = fit_targets(stats, settings, rows=rows)
+    mu, sigma = standardization(stats.all.xsum, stats.all.n)
+    table = _rows_table(assemble(result, mu, sigma, stats.target_train_index), targets,
+                        {"lambda_index": result["best_k"], "val_mse": result["val_mse"]})
+    record = {"block": block, "seconds": timings, "n": stats.all.n, "n_val": stats.val.n}
+    table = table.replace_schema_metadata({BLOCK_KEY: json.dumps(record).encode()})
+    with atomic_output(output_path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    log.info("alpha=%s block %d: %d targets fit in %.1f s", alpha, block, len(targets), sum(timings.values()))
+
+
+def merge(block_paths: list[str], statistics_path: str, settings: dict, alpha: float, datamodels_path: str,
+          features_path: str, fit_info_path: str) -> None:
+    """Concatenate the blocks into ``datamodels.parquet`` (one row group each), write ``features.parquet`` and ``fit.json``."""
+    settings = FitSettings.from_config(settings)
+    stats = statistics.load(Path(statistics_path) / statistics.ALL, targets=np.zeros(0, np.int64))
+    mu, sigma = standardization(stats.all.xsum, stats.all.n)
+    parts: dict[str, list[np.ndarray]] = {"best_k": [], "val_mse": [], "converged": [], "nonzero": [], "lam": []}
+    timings: dict[str, float] = {}
+    expected = 0
+    with atomic_output(datamodels_path) as tmp:
+        writer = None
+        try:
+            for path in block_paths:
+                table = pq.read_table(path)
+                record = json.loads((table.schema.metadata or {})[BLOCK_KEY])
+                targets = table.column("target").to_numpy()
+                if len(targets) and targets[0] != expected:
+                    raise ValueError(f"{path}: block starts at target {targets[0]}, expected {expected}")
+                expected += len(targets)
+                for name, seconds in record["seconds"].items():
+                    timings[name] = timings.get(name, 0.0) + seconds
+                weight_std = table.column("weight_std").combine_chunks().flatten().to_numpy().reshape(len(targets), -1)
+                parts["nonzero"].append((weight_std != 0).sum(axis=1))
+                for name, column in (("best_k", "lambda_index"), ("val_mse", "val_mse"), ("converged", "converged"),
+                                     ("lam", "lam")):
+                    parts[name].append(table.column(column).to_numpy())
+                rows = table.select(DATAMODEL_COLUMNS).replace_schema_metadata(None)
+                writer = writer or pq.ParquetWriter(tmp, rows.schema, compression="zstd")
+                writer.write_table(rows)
+        finally:
+            if writer is not None:
+                writer.close()
+    if expected != stats.meta["n_targets"]:
+        raise ValueError(f"the {len(block_paths)} blocks hold {expected} targets, the statistics {stats.meta['n_targets']}")
+    _write_features(mu, sigma, features_path)
+    result = {name: np.concatenate(values) for name, values in parts.items()}
+    fit_info = summary({"n": stats.all.n}, stats.val.n, len(mu), settings, result, timings)
+    fit_info["n_blocks"] = len(block_paths)
     with atomic_output(fit_info_path) as tmp:
         Path(tmp).write_text(json.dumps({"alpha": alpha, **fit_info}, indent=2) + "\n")
     if fit_info["n_not_converged"]:
         log.warning("%d targets did not reach tol=%g within max_iter=%d", fit_info["n_not_converged"],
-                    settings["tol"], settings["max_iter"])
+                    settings.tol, settings.max_iter)
+    log.info("alpha=%s: %d targets from %d blocks", alpha, fit_info["n_targets"], len(block_paths))

@@ -9,7 +9,7 @@ different run, instead of silently mixing them.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,20 +84,8 @@ def schema(layout: Layout, metadata: dict) -> pa.Schema:
 
 def write_models(path: str | Path, models: Models, layout: Layout, metadata: dict) -> None:
     """Write models as one Parquet file, atomically."""
-    if models.mask.shape[1] != layout.n_train or models.margins.shape[1] != layout.n_targets:
-        raise StoreError(f"{path}: arrays do not match the layout {layout}")
-    packed = pack(models.mask)
-    columns = [
-        pa.array(models.model_id.astype(np.int64)),
-        pa.FixedSizeBinaryArray.from_buffers(pa.binary(layout.mask_bytes), len(models), [None, pa.py_buffer(packed.tobytes())]),
-        pa.FixedSizeListArray.from_arrays(pa.array(models.margins.astype(np.float32).ravel()), layout.n_targets),
-        pa.array(models.train_accuracy.astype(np.float32)),
-        pa.array(models.target_accuracy.astype(np.float32)),
-        pa.array(models.diverged.astype(bool)),
-    ]
-    table = pa.Table.from_arrays(columns, schema=schema(layout, metadata))
-    with atomic_output(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    with ModelsWriter(path, layout, metadata) as writer:
+        writer.write(models)
 
 
 def file_metadata(path: str | Path) -> dict:
@@ -114,29 +102,39 @@ def file_metadata(path: str | Path) -> dict:
     return metadata
 
 
-def read_models(path: str | Path, layout: Layout) -> Models:
-    """Read and check one models file against the expected layout."""
+def check_file(path: str | Path, layout: Layout) -> dict:
+    """The metadata of a models file after checking it against the expected layout; StoreError naming the file."""
     metadata = file_metadata(path)
     for key, expected in layout.__dict__.items():
         if metadata.get(key) != expected:
             raise StoreError(f"{path}: {key} is {metadata.get(key)!r}, expected {expected!r} (a file from another run?)")
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as error:
-        raise StoreError(f"{path}: not a readable Parquet file ({error})") from error
+    return metadata
+
+
+def _packed(column: pa.Array, n: int, width: int) -> np.ndarray:
+    """uint8 [n, width] view of a fixed-size binary column (no copy)."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if column.type.byte_width != width:
+        raise ValueError(f"mask has {column.type.byte_width} bytes, expected {width}")
+    return np.frombuffer(column.buffers()[1], dtype=np.uint8)[column.offset * width:][: n * width].reshape(n, width)
+
+
+def _decode(table: pa.Table | pa.RecordBatch, layout: Layout, path: str | Path) -> Models:
+    """Decode and check rows of a models file: subset sizes, and non-finite margins flagged as diverged."""
     n = table.num_rows
-    masks = table.column("mask").combine_chunks()
-    if masks.type.byte_width != layout.mask_bytes:
-        raise StoreError(f"{path}: mask has {masks.type.byte_width} bytes, expected {layout.mask_bytes}")
-    packed = np.frombuffer(masks.buffers()[1], dtype=np.uint8)[masks.offset * layout.mask_bytes:][: n * layout.mask_bytes]
-    margins = table.column("margins").combine_chunks()
+    try:
+        packed = _packed(table.column("mask"), n, layout.mask_bytes)
+    except ValueError as error:
+        raise StoreError(f"{path}: {error}") from None
+    margins = table.column("margins")
+    margins = margins.combine_chunks() if isinstance(margins, pa.ChunkedArray) else margins
     models = Models(
-        model_id=table.column("model_id").to_numpy(),
-        mask=unpack(packed.reshape(n, layout.mask_bytes), layout.n_train),
+        model_id=np.asarray(table.column("model_id").to_numpy()),
+        mask=unpack(packed, layout.n_train),
         margins=margins.flatten().to_numpy().reshape(n, layout.n_targets),
-        train_accuracy=table.column("train_accuracy").to_numpy(),
-        target_accuracy=table.column("target_accuracy").to_numpy(),
-        diverged=table.column("diverged").to_numpy(),
+        train_accuracy=np.asarray(table.column("train_accuracy").to_numpy()),
+        target_accuracy=np.asarray(table.column("target_accuracy").to_numpy()),
+        diverged=np.asarray(table.column("diverged").to_numpy(zero_copy_only=False)),
     )
     sizes = models.mask.sum(axis=1)
     if (sizes != layout.subset_size).any():
@@ -148,43 +146,144 @@ def read_models(path: str | Path, layout: Layout) -> Models:
     return models
 
 
+def read_models(path: str | Path, layout: Layout) -> Models:
+    """Read and check one models file against the expected layout (all of it: for chunk-sized files)."""
+    check_file(path, layout)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as error:
+        raise StoreError(f"{path}: not a readable Parquet file ({error})") from error
+    return _decode(table, layout, path)
+
+
+def iter_models(path: str | Path, layout: Layout, batch_rows: int) -> Iterator[Models]:
+    """The models of a file in batches of at most ``batch_rows`` rows, each checked as :func:`read_models` does.
+
+    Memory: one batch, about ``batch_rows * (n_train + 4 n_targets)`` bytes decoded.
+    """
+    check_file(path, layout)
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=max(1, int(batch_rows))):
+            yield _decode(batch, layout, path)
+    except (OSError, pa.ArrowException) as error:
+        raise StoreError(f"{path}: not a readable Parquet file ({error})") from error
+
+
+def batch_rows_for(layout: Layout, budget_mb: float = 256) -> int:
+    """Rows per batch so that one decoded batch (float32 masks and margins) takes about ``budget_mb``."""
+    return max(1, int(budget_mb * 2**20 // (4 * (layout.n_train + layout.n_targets))))
+
+
+def read_ids(path: str | Path, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """(model ids, diverged flags) of a models file, reading only those columns."""
+    check_file(path, layout)
+    try:
+        table = pq.read_table(path, columns=["model_id", "diverged"])
+    except (OSError, pa.ArrowException) as error:
+        raise StoreError(f"{path}: not a readable Parquet file ({error})") from error
+    return table.column("model_id").to_numpy(), table.column("diverged").to_numpy(zero_copy_only=False)
+
+
 def concatenate(parts: Sequence[Models]) -> Models:
     """Concatenate decoded model tables (row order kept)."""
     return Models(*(np.concatenate([getattr(p, f) for p in parts]) for f in Models.__dataclass_fields__))
 
 
+class ModelsWriter:
+    """Write models to one Parquet file batch by batch (one row group each), atomically.
+
+    Use as a context manager; the file appears under its final name only when the block
+    exits without an exception (nothing is left behind otherwise).
+    """
+
+    def __init__(self, path: str | Path, layout: Layout, metadata: dict):
+        self.path, self.layout, self.schema = path, layout, schema(layout, metadata)
+        self.n_rows = 0
+
+    def __enter__(self) -> "ModelsWriter":
+        self._atomic = atomic_output(self.path)
+        self._writer = pq.ParquetWriter(self._atomic.__enter__(), self.schema, compression="zstd")
+        return self
+
+    def write(self, models: Models) -> None:
+        if models.mask.shape[1] != self.layout.n_train or models.margins.shape[1] != self.layout.n_targets:
+            raise StoreError(f"{self.path}: arrays do not match the layout {self.layout}")
+        self._writer.write_table(_table(models, self.layout, self.schema))
+        self.n_rows += len(models)
+
+    def __exit__(self, *exc) -> bool:
+        self._writer.close()
+        return bool(self._atomic.__exit__(*exc))
+
+
+def _table(models: Models, layout: Layout, table_schema: pa.Schema) -> pa.Table:
+    packed = pack(models.mask)
+    columns = [
+        pa.array(models.model_id.astype(np.int64)),
+        pa.FixedSizeBinaryArray.from_buffers(pa.binary(layout.mask_bytes), len(models), [None, pa.py_buffer(packed.tobytes())]),
+        pa.FixedSizeListArray.from_arrays(pa.array(models.margins.astype(np.float32).ravel()), layout.n_targets),
+        pa.array(models.train_accuracy.astype(np.float32)),
+        pa.array(models.target_accuracy.astype(np.float32)),
+        pa.array(models.diverged.astype(bool)),
+    ]
+    return pa.Table.from_arrays(columns, schema=table_schema)
+
+
 @dataclass
 class Aggregate:
-    """All models of one (alpha, split) after integrity checks."""
+    """What aggregation found: models written, models excluded as diverged, mean accuracies of the written ones."""
 
-    models: Models       # finite models only, sorted by model id
+    n_models: int
     diverged_ids: list[int]
+    mean_target_accuracy: float
+    mean_train_accuracy: float
 
 
-def aggregate(paths: Sequence[str | Path], layout: Layout, expected_ids: Sequence[int]) -> Aggregate:
-    """Read every chunk, check integrity across them, drop diverged models.
+def aggregate(paths: Sequence[str | Path], layout: Layout, expected_ids: Sequence[int], output_path: str | Path,
+              metadata: dict) -> Aggregate:
+    """Check every chunk, then stream them into one file sorted by model id, diverged models dropped.
 
-    Duplicate ids, missing ids, foreign or truncated files raise StoreError
-    naming the file; diverged models are counted, never averaged in.
+    A first pass reads only ids: duplicate ids, missing ids, ids foreign to the run, foreign or
+    truncated files raise StoreError naming the file before anything is written. The second pass
+    holds one chunk at a time; a file found bad there also raises, and no output is left behind.
+    Chunk files must hold disjoint id ranges (the pipeline's chunks do).
     """
-    parts, owner = [], {}
+    owner: dict[int, str] = {}
+    spans, diverged = [], []
     for path in paths:
-        part = read_models(path, layout)
-        for model_id in part.model_id.tolist():
+        ids, flags = read_ids(path, layout)
+        for model_id in ids.tolist():
             if model_id in owner:
                 raise StoreError(f"{path}: model id {model_id} already appears in {owner[model_id]}")
             owner[model_id] = str(path)
-        parts.append(part)
-    missing = sorted(set(int(i) for i in expected_ids) - set(owner))
+        diverged += ids[flags].tolist()
+        if len(ids):
+            spans.append((int(ids.min()), int(ids.max()), path))
+    expected = set(int(i) for i in expected_ids)
+    missing = sorted(expected - set(owner))
     if missing:
         raise StoreError(f"models {missing[:10]} (of {len(missing)} missing) are in none of the {len(paths)} chunk files")
-    extra = sorted(set(owner) - set(int(i) for i in expected_ids))
+    extra = sorted(set(owner) - expected)
     if extra:
         raise StoreError(f"{owner[extra[0]]}: model id {extra[0]} is not part of this run's configuration")
-    models = concatenate(parts) if parts else None
-    models = models.select(np.argsort(models.model_id, kind="stable"))
-    diverged = models.model_id[models.diverged].tolist()
-    return Aggregate(models=models.select(~models.diverged), diverged_ids=[int(i) for i in diverged])
+    if len(diverged) == len(owner):
+        raise StoreError(f"every one of the {len(owner)} models diverged; nothing to aggregate")
+    spans.sort(key=lambda span: span[0])
+    for (_, last, before), (first, _, after) in zip(spans, spans[1:]):
+        if first <= last:
+            raise StoreError(f"{after}: model ids interleave with those of {before} (chunks hold disjoint id ranges)")
+    target_accuracy = train_accuracy = 0.0
+    with ModelsWriter(output_path, layout, metadata) as writer:
+        for _, _, path in spans:
+            part = read_models(path, layout)
+            part = part.select(np.argsort(part.model_id, kind="stable"))
+            part = part.select(~part.diverged)
+            writer.write(part)
+            target_accuracy += float(part.target_accuracy.astype(np.float64).sum())
+            train_accuracy += float(part.train_accuracy.astype(np.float64).sum())
+        n = writer.n_rows
+    return Aggregate(n_models=n, diverged_ids=sorted(int(i) for i in diverged),
+                     mean_target_accuracy=target_accuracy / n, mean_train_accuracy=train_accuracy / n)
 
 
 MASKS_FORMAT = "datamodels-pipeline/masks/1"

@@ -2,14 +2,14 @@ rule aggregate:
     input:
         chunks=chunk_files("models"),
         info=rules.prepare_data.output.info,
-        code=modules("aggregate", "store", "masks"),
+        code=modules("aggregate", "store", "masks", "seeding"),
     output:
         models=f"{RUN}/aggregate/alpha={{alpha}}/{{split}}.parquet",
         integrity=f"{RUN}/aggregate/alpha={{alpha}}/{{split}}.integrity.json",
     params:
         n_models=model_count,
     resources:
-        mem_mb=8000,
+        mem_mb=sizing.aggregate_mb(N_TRAIN, N_TARGETS, CHUNK, max(SPLIT_SIZES.values())),
     log:
         f"{RUN}/logs/aggregate/alpha={{alpha}}/{{split}}.log",
     conda:

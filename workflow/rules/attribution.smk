@@ -4,11 +4,11 @@
 
 rule attribution:
     input:
-        datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
         fit_info=f"{RUN}/datamodels/alpha={{alpha}}/fit.json",
         curve=f"{RUN}/evaluation/alpha={{alpha}}/learning_curve.json",
+        # The datamodels' and empirical influence's rows are the evaluation's numbers, read, not recomputed.
         metrics=f"{RUN}/evaluation/alpha={{alpha}}/metrics.json",
-        train=f"{RUN}/aggregate/alpha={{alpha}}/train.parquet",
+        per_target=f"{RUN}/evaluation/alpha={{alpha}}/per_target.parquet",
         eval=f"{RUN}/aggregate/alpha={{alpha}}/eval.parquet",
         info=rules.prepare_data.output.info,
         data=rules.prepare_data.output.data,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from datamodels_pipeline.config import ConfigError, validate
+from datamodels_pipeline import sizing
+from datamodels_pipeline.config import ConfigError, n_targets, validate
 
 try:
     _validated = validate(config)
@@ -19,6 +20,17 @@ RUN = f"results/{config['run']}"
 ALPHAS = [f"{alpha:g}" for alpha in config["subsets"]["alphas"]]
 SPLIT_SIZES = {"train": config["subsets"]["n_models"], "eval": config["subsets"]["n_eval_models"]}
 CHUNK = config["subsets"]["models_per_chunk"]
+# Sizes that set the fit's job count and every data-path job's memory (workflow/datamodels_pipeline/sizing.py).
+N_TRAIN = config["data"]["n_train"]
+N_TARGETS = n_targets(config["data"])
+FIT_BLOCK_TARGETS = min(N_TARGETS, config["fit"]["targets_per_job"] or N_TARGETS)
+N_FIT_BLOCKS = -(-N_TARGETS // FIT_BLOCK_TARGETS)
+FIT_BLOCK_MB = sizing.fit_block_mb(
+    N_TRAIN,
+    FIT_BLOCK_TARGETS,
+    SPLIT_SIZES["train"],
+    exact_train_targets=config["fit"]["train_targets"] == "exact" and config["data"]["targets"] != "test",
+)
 PACKAGE = Path(workflow.basedir) / "workflow" / "datamodels_pipeline"
 ENV = "../../envs/datamodels.yaml"
 
@@ -27,6 +39,7 @@ wildcard_constraints:
     alpha=r"0\.[0-9]+",
     split="train|eval",
     chunk=r"\d+",
+    block=r"\d+",
 
 
 def modules(*names):

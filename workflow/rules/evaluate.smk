@@ -1,11 +1,11 @@
 rule evaluate:
     input:
-        datamodels=rules.fit_datamodels.output.datamodels,
-        train=f"{RUN}/aggregate/alpha={{alpha}}/train.parquet",
+        datamodels=rules.merge_datamodels.output.datamodels,
+        statistics=rules.statistics.output[0],
         eval=f"{RUN}/aggregate/alpha={{alpha}}/eval.parquet",
         info=rules.prepare_data.output.info,
         data=rules.prepare_data.output.data,
-        code=modules("evaluate", "plots", "store", "masks", "fit", "data"),
+        code=modules("evaluate", "plots", "store", "masks", "fit", "lasso", "statistics", "seeding", "devices", "data"),
     output:
         metrics=f"{RUN}/evaluation/alpha={{alpha}}/metrics.json",
         per_target=f"{RUN}/evaluation/alpha={{alpha}}/per_target.parquet",
@@ -22,6 +22,8 @@ rule evaluate:
             labels={"alpha": "{alpha}", "figure": "per-target LDS"},
         ),
     threads: 2
+    resources:
+        mem_mb=sizing.evaluate_mb(N_TRAIN, N_TARGETS, SPLIT_SIZES["eval"]),
     log:
         f"{RUN}/logs/evaluate/alpha={{alpha}}.log",
     conda:
@@ -33,11 +35,15 @@ rule evaluate:
 rule learning_curve:
     input:
         datamodels_metrics=rules.evaluate.output.metrics,
+        statistics=rules.statistics.output[0],
+        # Read only for training-example targets under fit.train_targets: exact.
         train=f"{RUN}/aggregate/alpha={{alpha}}/train.parquet",
         eval=f"{RUN}/aggregate/alpha={{alpha}}/eval.parquet",
         info=rules.prepare_data.output.info,
         data=rules.prepare_data.output.data,
-        code=modules("learning_curve", "evaluate", "plots", "store", "masks", "fit", "lasso", "seeding", "devices", "data"),
+        code=modules(
+            "learning_curve", "evaluate", "plots", "store", "masks", "fit", "lasso", "statistics", "seeding", "devices", "data"
+        ),
     output:
         curve=f"{RUN}/evaluation/alpha={{alpha}}/learning_curve.json",
         plot=report(
@@ -49,10 +55,9 @@ rule learning_curve:
     params:
         fractions=config["evaluate"]["learning_curve"],
         fit=config["fit"],
-        seed=config["seed"],
-    threads: 4
+    threads: 2
     resources:
-        mem_mb=16000,
+        mem_mb=max(FIT_BLOCK_MB, sizing.learning_curve_mb(N_TRAIN, N_TARGETS, SPLIT_SIZES["eval"])),
     log:
         f"{RUN}/logs/learning_curve/alpha={{alpha}}.log",
     conda:

@@ -1,22 +1,76 @@
-rule fit_datamodels:
+# The datamodel fit at any scale: one streaming pass sums the training models (statistics), then
+# fit.targets_per_job targets per job are fit from those sums (one job each: its own SLURM job, its own GPU
+# with fit.device: cuda), and a merge writes the same datamodels.parquet as a single fit.
+
+
+rule statistics:
     input:
         models=f"{RUN}/aggregate/alpha={{alpha}}/train.parquet",
         info=rules.prepare_data.output.info,
         data=rules.prepare_data.output.data,
-        code=modules("fit", "lasso", "store", "masks", "seeding", "devices", "data"),
+        code=modules("statistics", "store", "masks", "seeding", "devices", "data"),
+    output:
+        directory(f"{RUN}/statistics/alpha={{alpha}}"),
+    params:
+        # Only what the sums depend on: a lambda-path setting refits without summing the models again.
+        val_fraction=config["fit"]["val_fraction"],
+        device=config["fit"]["device"],
+        fractions=config["evaluate"]["learning_curve"],
+        seed=config["seed"],
+    threads: 2
+    resources:
+        mem_mb=sizing.statistics_mb(N_TRAIN, N_TARGETS),
+        gpu=1 if config["fit"]["device"] == "cuda" else 0,
+    log:
+        f"{RUN}/logs/statistics/alpha={{alpha}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/statistics.py"
+
+
+rule fit_datamodels:
+    input:
+        statistics=rules.statistics.output[0],
+        # Read only by blocks with training-example targets under fit.train_targets: exact.
+        models=f"{RUN}/aggregate/alpha={{alpha}}/train.parquet",
+        info=rules.prepare_data.output.info,
+        code=modules("fit", "lasso", "statistics", "store", "masks", "seeding", "devices", "data"),
+    output:
+        f"{RUN}/datamodels/alpha={{alpha}}/blocks/block-{{block}}.parquet",
+    params:
+        fit=config["fit"],
+    threads: 2
+    resources:
+        mem_mb=FIT_BLOCK_MB,
+        gpu=1 if config["fit"]["device"] == "cuda" else 0,
+    log:
+        f"{RUN}/logs/fit_datamodels/alpha={{alpha}}/block-{{block}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/fit_datamodels.py"
+
+
+rule merge_datamodels:
+    input:
+        blocks=expand(
+            f"{RUN}/datamodels/alpha={{{{alpha}}}}/blocks/block-{{block}}.parquet",
+            block=range(N_FIT_BLOCKS),
+        ),
+        statistics=rules.statistics.output[0],
+        code=modules("fit", "lasso", "statistics", "store", "masks", "seeding", "devices", "data"),
     output:
         datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
         features=f"{RUN}/datamodels/alpha={{alpha}}/features.parquet",
         info=f"{RUN}/datamodels/alpha={{alpha}}/fit.json",
     params:
         fit=config["fit"],
-        seed=config["seed"],
-    threads: 4
     resources:
-        mem_mb=16000,
+        mem_mb=sizing.merge_mb(N_TRAIN, FIT_BLOCK_TARGETS),
     log:
-        f"{RUN}/logs/fit_datamodels/alpha={{alpha}}.log",
+        f"{RUN}/logs/merge_datamodels/alpha={{alpha}}.log",
     conda:
         ENV
     script:
-        "../scripts/fit_datamodels.py"
+        "../scripts/merge_datamodels.py"

@@ -6,11 +6,10 @@ from datamodels_pipeline.applications import attribution
 
 log = runlog.setup(snakemake.log[0])
 attribution.run(
-    datamodels_path=snakemake.input.datamodels,
     fit_info_path=snakemake.input.fit_info,
     curve_path=snakemake.input.curve,
     metrics_path=snakemake.input.metrics,
-    train_path=snakemake.input.train,
+    evaluation_per_target_path=snakemake.input.per_target,
     eval_path=snakemake.input.eval,
     info_path=snakemake.input.info,
     data_path=snakemake.input.data,

@@ -8,7 +8,7 @@ log = runlog.setup(snakemake.log[0])
 torch.set_num_threads(max(1, snakemake.threads))
 evaluate.run(
     datamodels_path=snakemake.input.datamodels,
-    train_path=snakemake.input.train,
+    statistics_path=snakemake.input.statistics,
     eval_path=snakemake.input.eval,
     info_path=snakemake.input.info,
     data_path=snakemake.input.data,

@@ -1,17 +1,15 @@
-"""Snakemake script: fit the datamodels of one alpha."""
+"""Snakemake script: fit one block of targets of one alpha from the shared statistics."""
 
 from datamodels_pipeline import fit, runlog
 
 log = runlog.setup(snakemake.log[0])
-fit.run(
+fit.run_block(
+    statistics_path=snakemake.input.statistics,
     models_path=snakemake.input.models,
     info_path=snakemake.input.info,
-    data_path=snakemake.input.data,
     alpha=float(snakemake.wildcards.alpha),
     settings=snakemake.params.fit,
-    seed=snakemake.params.seed,
+    block=int(snakemake.wildcards.block),
     threads=snakemake.threads,
-    datamodels_path=snakemake.output.datamodels,
-    features_path=snakemake.output.features,
-    fit_info_path=snakemake.output.info,
+    output_path=snakemake.output[0],
 )

@@ -4,6 +4,7 @@ from datamodels_pipeline import learning_curve, runlog
 
 log = runlog.setup(snakemake.log[0])
 learning_curve.run(
+    statistics_path=snakemake.input.statistics,
     train_path=snakemake.input.train,
     eval_path=snakemake.input.eval,
     info_path=snakemake.input.info,
@@ -12,7 +13,6 @@ learning_curve.run(
     alpha=float(snakemake.wildcards.alpha),
     fractions=snakemake.params.fractions,
     settings=snakemake.params.fit,
-    seed=snakemake.params.seed,
     threads=snakemake.threads,
     curve_path=snakemake.output.curve,
     plot_path=snakemake.output.plot,

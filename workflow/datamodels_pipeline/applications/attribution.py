@@ -11,10 +11,13 @@ and empirical influence, which have a bias).
 
 Rows of the table:
 
-* ``datamodels``: the run's lasso datamodels (LDS recomputed), and the learning
-  curve's refits on fewer models (LDS from ``learning_curve.json``);
+* ``datamodels``: the run's lasso datamodels (LDS, median, pooled Spearman and
+  per-target LDS read from the evaluation stage's ``metrics.json`` and
+  ``per_target.parquet``, never recomputed), and the learning curve's refits on
+  fewer models (LDS from ``learning_curve.json``);
 * ``empirical_influence``: difference of mean margins with and without each
-  example over the training models (``evaluate.baseline``), and its learning curve;
+  example over the training models (the evaluation stage's baseline, read the
+  same way, with its measured CPU seconds), and its learning curve;
 * ``influence_function``, ``tracin``, ``trak`` (one row per ensemble size),
   ``representation_similarity``: from networks trained here (mlp and logistic
   learners only; with another learner they are skipped with a logged reason and
@@ -45,7 +48,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import data, evaluate, fit, learners, masks, store
+from .. import data, evaluate, learners, masks, store
 from ..atomic import atomic_output
 from ..seeding import Stream, int_seed, rng
 from . import attribution_methods as am
@@ -313,12 +316,11 @@ def load_external(path: str | Path, n_train: int, n_targets: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- scoring and costs
-def score_row(row: Row, weight: np.ndarray, bias: np.ndarray | None, held_out: store.Models,
+def score_row(row: Row, weight: np.ndarray, bias: np.ndarray | None, held_out: evaluate.HeldOut,
               target_train_index: np.ndarray) -> Row:
     """Fill a row's LDS, median LDS, pooled Spearman and per-target LDS from its weights on the held-out models."""
     bias = np.zeros(weight.shape[1], dtype=np.float32) if bias is None else bias
-    summary, per_target, _ = evaluate.score(np.asarray(weight, dtype=np.float32), bias, held_out.mask,
-                                            held_out.margins, target_train_index)
+    summary, per_target, _ = evaluate.score(np.asarray(weight, dtype=np.float32), bias, held_out)
     row.lds, row.lds_median, row.pooled_spearman = summary["lds"], summary["lds_median"], summary["pooled_spearman"]
     row.per_target = per_target
     return row
@@ -344,9 +346,16 @@ def probe_training_cost(recipe: dict, dataset: data.Dataset, alpha: float, seed:
         torch.set_num_threads(threads)
 
 
-def datamodel_rows(datamodels: fit.Datamodels, fit_seconds: float, curve: dict, n_train_models: int,
-                   per_model: float, held_out: store.Models, index: np.ndarray) -> list[Row]:
-    """The datamodels (LDS recomputed on the held-out models) and their learning curve's smaller fits."""
+def evaluated_row(row: Row, summary: dict, per_target: np.ndarray) -> Row:
+    """Fill a row from the evaluation stage's numbers (one computation, read here, never recomputed)."""
+    row.lds, row.lds_median, row.pooled_spearman = summary["lds"], summary["lds_median"], summary["pooled_spearman"]
+    row.per_target = np.asarray(per_target, dtype=np.float64)
+    return row
+
+
+def datamodel_rows(metrics: dict, per_target: dict, fit_seconds: float, curve: dict, per_model: float) -> list[Row]:
+    """The datamodels (the evaluation's LDS on the held-out models) and their learning curve's smaller fits."""
+    n_train_models = metrics["n_train_models"]
     rows = []
     for point in curve.get("points", []):
         if point["n_models"] >= n_train_models:
@@ -358,30 +367,28 @@ def datamodel_rows(datamodels: fit.Datamodels, fit_seconds: float, curve: dict, 
     full = Row("datamodels", n_train_models, models_trained=n_train_models,
                cpu_seconds=n_train_models * per_model + fit_seconds, cpu_seconds_training=n_train_models * per_model,
                cost_source="estimated", train_set="subsets",
-               note="training: models x probed CPU s per model; fit: fit.json seconds")
-    rows.append(score_row(full, datamodels.weight, datamodels.bias, held_out, index))
+               note="training: models x probed CPU s per model; fit: fit.json seconds; LDS: metrics.json")
+    rows.append(evaluated_row(full, metrics, per_target["lds"]))
     return rows
 
 
-def empirical_influence_rows(train: store.Models, curve: dict, per_model: float, held_out: store.Models,
-                             index: np.ndarray) -> list[Row]:
-    """Empirical influence from all training models (scored here) and the learning curve's smaller sets."""
+def empirical_influence_rows(metrics: dict, per_target: dict, curve: dict, per_model: float) -> list[Row]:
+    """Empirical influence from all training models (the evaluation's baseline) and the learning curve's smaller sets."""
+    n_train_models = metrics["n_train_models"]
     rows = [Row("empirical_influence", p["n_models"], lds=p["baseline_lds"], models_trained=p["n_models"],
                 cpu_seconds=p["n_models"] * per_model, cpu_seconds_training=p["n_models"] * per_model,
                 cost_source="estimated", train_set="subsets", note="learning_curve.json (LDS only)")
-            for p in curve.get("points", []) if p["n_models"] < len(train) and p.get("baseline_lds") is not None]
-    start = time.process_time()
-    weight, bias = evaluate.baseline(train.mask, train.margins, index)
-    seconds = time.process_time() - start
-    full = Row("empirical_influence", len(train), models_trained=len(train),
-               cpu_seconds=len(train) * per_model + seconds, cpu_seconds_training=len(train) * per_model,
-               cost_source="estimated", train_set="subsets",
-               note="training: models x probed CPU s per model; difference of means measured")
-    rows.append(score_row(full, weight, bias, held_out, index))
+            for p in curve.get("points", []) if p["n_models"] < n_train_models and p.get("baseline_lds") is not None]
+    baseline = metrics["baseline"]
+    full = Row("empirical_influence", n_train_models, models_trained=n_train_models,
+               cpu_seconds=n_train_models * per_model + baseline["cpu_seconds"],
+               cpu_seconds_training=n_train_models * per_model, cost_source="estimated", train_set="subsets",
+               note="training: models x probed CPU s per model; difference of means: measured by evaluate")
+    rows.append(evaluated_row(full, baseline, per_target["baseline_lds"]))
     return rows
 
 
-def network_rows(ctx: Context, settings: dict, learner: str, held_out: store.Models, index: np.ndarray,
+def network_rows(ctx: Context, settings: dict, learner: str, held_out: evaluate.HeldOut, index: np.ndarray,
                  details: dict) -> list[Row]:
     """Rows of the methods that need the trained network (null rows with the reason for other learners)."""
     methods = [m for m in NETWORK_METHODS if (settings["trak"]["ensemble"] if m == "trak"
@@ -499,8 +506,7 @@ def plot(rows: Sequence[Row], alpha: float, path: str) -> None:
     save_figure(fig, path)
 
 
-def run(datamodels_path: str, fit_info_path: str, curve_path: str, metrics_path: str, train_path: str,
-        eval_path: str, info_path: str, data_path: str, alpha: float, settings: dict, recipe: dict, seed: int,
+def run(fit_info_path: str, curve_path: str, metrics_path: str, evaluation_per_target_path: str, eval_path: str, info_path: str, data_path: str, alpha: float, settings: dict, recipe: dict, seed: int,
         threads: int, table_path: str, per_target_path: str, summary_path: str, figure_path: str) -> None:
     """Score every configured attribution method on the held-out models; write the table, summary and figure."""
     import torch
@@ -512,8 +518,8 @@ def run(datamodels_path: str, fit_info_path: str, curve_path: str, metrics_path:
     check_settings(settings, recipe, dataset.n_train)
     info = json.loads(Path(info_path).read_text())
     layout = store.layout_for(info, alpha)
-    train, held_out = store.read_models(train_path, layout), store.read_models(eval_path, layout)
     index = dataset.target_train_index
+    held_out = evaluate.read_held_out(eval_path, layout, index)
     externals = [load_external(p, dataset.n_train, dataset.n_targets) for p in settings["external"]]
 
     per_model = probe_training_cost(recipe, dataset, alpha, seed, settings["cost_probe_models"])
@@ -521,11 +527,10 @@ def run(datamodels_path: str, fit_info_path: str, curve_path: str, metrics_path:
     fit_info = json.loads(Path(fit_info_path).read_text())
     fit_seconds = float(sum(fit_info.get("seconds", {}).values()))
     curve = json.loads(Path(curve_path).read_text())
-    rows = datamodel_rows(fit.read(datamodels_path), fit_seconds, curve, len(train), per_model, held_out, index)
-    recorded = json.loads(Path(metrics_path).read_text()).get("lds")
-    if recorded is not None and abs(recorded - rows[-1].lds) > 1e-6:
-        log.warning("datamodels LDS recomputed %.6f differs from metrics.json %.6f", rows[-1].lds, recorded)
-    rows += empirical_influence_rows(train, curve, per_model, held_out, index)
+    metrics = json.loads(Path(metrics_path).read_text())
+    per_target = pq.read_table(evaluation_per_target_path, columns=["lds", "baseline_lds"]).to_pydict()
+    rows = datamodel_rows(metrics, per_target, fit_seconds, curve, per_model)
+    rows += empirical_influence_rows(metrics, per_target, curve, per_model)
 
     details: dict = {}
     ctx = Context(dataset, learners.mlp_recipe(recipe) if learner in GRADIENT_LEARNERS else None, seed, alpha)
@@ -544,7 +549,7 @@ def run(datamodels_path: str, fit_info_path: str, curve_path: str, metrics_path:
     write_per_target(rows, index, per_target_path)
     summary = {
         "alpha": alpha, "n_train": dataset.n_train, "n_targets": dataset.n_targets, "n_eval_models": len(held_out),
-        "n_train_models": len(train), "learner": learner, "headline": headline(rows),
+        "n_train_models": metrics["n_train_models"], "learner": learner, "headline": headline(rows),
         "rows": [r.record() for r in rows],
         "skipped": {r.method: r.note for r in rows if r.lds is None},
         "training_cpu_seconds_per_model_probe": per_model, "fit_seconds": fit_seconds, "details": details,

@@ -1,0 +1,53 @@
+"""Memory of the data-path jobs as formulas of the config (``mem_mb`` of the rules, and docs/scale.md's table).
+
+p = data.n_train (|S|), T = targets, M = subsets.n_models, E = subsets.n_eval_models,
+b = targets in one fit job (fit.targets_per_job, or T). None grows with M except where said.
+"""
+
+from __future__ import annotations
+
+import math
+
+MB = 2**20
+BASE_MB = 600  # Python, torch and pyarrow loaded (measured resident size of an idle stage process)
+BATCH_MB = 256  # one decoded batch of models (store.batch_rows_for); the stages hold a few copies
+
+
+def aggregate_mb(p: int, T: int, models_per_chunk: int, M: int) -> int:
+    """One chunk decoded (bool masks, float32 margins, twice for sort and filter) and ~100 bytes per model id."""
+    chunk = models_per_chunk * (p + 4 * T) * 3
+    return math.ceil(BASE_MB + (chunk + 100 * M) / MB)
+
+
+def statistics_mb(p: int, T: int) -> int:
+    """Two Gram matrices (float32) and two [T, p] sums (float64) on the device, plus a batch."""
+    return math.ceil(BASE_MB + 3 * BATCH_MB + (2 * 4 * p * p + 2 * 8 * T * p) / MB)
+
+
+def fit_block_mb(p: int, b: int, M: int = 0, exact_train_targets: bool = False) -> int:
+    """Two [p, p] covariances (float32) + per-target [b, p] arrays; the exact train-target form adds the dense rows."""
+    dense = M * (p * 5 + 8 * b) if exact_train_targets else 0
+    return math.ceil(BASE_MB + (2 * 4 * p * p + 12 * 8 * b * p + dense) / MB)
+
+
+def merge_mb(p: int, b: int) -> int:
+    """One block's rows (raw and standardised weights)."""
+    return math.ceil(BASE_MB + 3 * 2 * 4 * b * p / MB)
+
+
+def evaluate_mb(p: int, T: int, E: int) -> int:
+    """The datamodels ([p, T] twice), the baseline from the sums (~4 [p, T] float64), the held-out predictions
+    and outputs with their ranks ([E, T], float64)."""
+    return math.ceil(BASE_MB + BATCH_MB + (2 * 4 * p * T + 4 * 8 * p * T + 6 * 8 * E * T) / MB)
+
+
+def learning_curve_mb(p: int, T: int, E: int) -> int:
+    """A whole-target fit from prefix statistics (one block of all T targets) and an evaluation."""
+    return max(fit_block_mb(p, T), evaluate_mb(p, T, E))
+
+
+def disk_bytes(p: int, T: int, M: int, n_prefixes: int) -> dict[str, int]:
+    """Bytes per alpha: bit-packed masks and float32 margins of the models; the statistics folder (all + prefixes)."""
+    models = M * (math.ceil(p / 8) + 4 * T + 24)
+    stats = (1 + n_prefixes) * (2 * 4 * p * p + 2 * 8 * T * p)
+    return {"models": models, "statistics": stats, "datamodels": 2 * 4 * p * T}
