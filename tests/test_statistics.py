@@ -156,3 +156,22 @@ def test_accumulate_checks_the_row_count():
         list(statistics.accumulate([(mask, outputs)], P, INDEX, np.zeros(12, bool)))
     with pytest.raises(ValueError, match="more than the 8 rows"):
         list(statistics.accumulate([(mask, outputs)], P, INDEX, np.zeros(8, bool)))
+
+
+def test_learning_curve_prefix_fit_is_blocked_and_uses_the_prefix_rows(run_files, one_thread):
+    from datamodels_pipeline import learning_curve
+
+    folder, mask, outputs = run_files
+    layout = store.layout_for(json.loads((folder / "dataset.json").read_text()), ALPHA)
+    (rows, path), = [found for found in statistics.prefixes(folder / "statistics") if found[0] == 300]
+    settings = fit.FitSettings.from_config(SETTINGS)
+    whole = learning_curve.fit_prefix(path, str(folder / "train.parquet"), layout, rows, settings)
+    blocked = learning_curve.fit_prefix(path, str(folder / "train.parquet"), layout, rows,
+                                        fit.FitSettings.from_config({**SETTINGS, "targets_per_job": 2}))
+    is_val = statistics.validation_rows(M, 0.2, 3, ALPHA)[:rows]  # the full fit's validation models among them
+    memory = statistics.from_arrays(mask[:rows], outputs[:rows], INDEX, is_val,
+                                    {"alpha": ALPHA, "seed": 3, "val_fraction": 0.2, "n_models_total": M})
+    result, _ = fit.fit_targets(memory, settings, rows=lambda: (mask[:rows], outputs[:rows]))
+    for other in (blocked.weight_std, result["w"]):
+        np.testing.assert_allclose(other, whole.weight_std, atol=1e-4)
+    assert whole.n_models[0] == rows

@@ -162,6 +162,25 @@ def valid_pairs(eval_mask: np.ndarray, target_train_index: np.ndarray) -> np.nda
     return valid
 
 
+def baseline(statistics_folder: str | Path, target_train_index: np.ndarray, budget_mb: float = 256
+             ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Empirical influence of every target from a statistics folder, a block of targets at a time.
+
+    Returns (weight [p, T] float32, bias [T], number of training models); memory: the weights plus
+    about ``budget_mb`` of float64 temporaries.
+    """
+    n_targets = len(target_train_index)
+    meta = statistics.load(statistics_folder, targets=np.zeros(0, np.int64))
+    p = len(meta.all.xsum)
+    weight, bias = np.zeros((p, n_targets), np.float32), np.zeros(n_targets, np.float32)
+    step = max(1, int(budget_mb * 2**20 // (7 * 8 * p)))
+    for start in range(0, n_targets, step):
+        block = np.arange(start, min(n_targets, start + step))
+        stats = statistics.load(statistics_folder, targets=block)
+        weight[:, block], bias[block] = empirical_influence_from_sums(stats.all, target_train_index[block])
+    return weight, bias, meta.all.n
+
+
 def score(weight: np.ndarray, bias: np.ndarray, held_out: HeldOut) -> tuple[dict, np.ndarray, np.ndarray]:
     """Metrics of linear attributions on held-out models: (summary, per-target, predictions)."""
     predicted = held_out.predict(weight, bias)
@@ -178,13 +197,12 @@ def run(datamodels_path: str, statistics_path: str, eval_path: str, info_path: s
     held_out = read_held_out(eval_path, layout, index)
     datamodels = fit.read(datamodels_path)
     summary, per_target, predicted = score(datamodels.weight, datamodels.bias, held_out)
-    train = statistics.load(Path(statistics_path) / statistics.ALL)
     start = time.process_time()
-    base_weight, base_bias = empirical_influence_from_sums(train.all, index)
+    base_weight, base_bias, n_train_models = baseline(Path(statistics_path) / statistics.ALL, index)
     base_seconds = time.process_time() - start
     base_summary, base_per_target, _ = score(base_weight, base_bias, held_out)
     result = {
-        "alpha": alpha, **summary, "n_train_models": train.all.n, "n_eval_models": len(held_out),
+        "alpha": alpha, **summary, "n_train_models": n_train_models, "n_eval_models": len(held_out),
         "n_targets": len(index), "baseline_lds": base_summary["lds"],
         "baseline": {"method": "empirical influence (difference of means)", **base_summary,
                      "cpu_seconds": base_seconds},

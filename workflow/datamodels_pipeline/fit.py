@@ -98,7 +98,6 @@ class _SumsProblem:
         self.yy = torch.as_tensor(sums.yy / n_kept[:, 0] - ybar ** 2, **to).clamp_min(0)
         self.zbar = torch.as_tensor((xbar - mu) / sigma, **to)  # [T, p]
         self.ybar = torch.as_tensor(ybar, **to)
-        self.n_kept = torch.as_tensor(sums.n_kept, device=device)
         self.op = lasso.GramOperator(_covariance(sums.gram, sums.xsum, sums.n, sigma, device))
         self.own = torch.as_tensor(own, device=device)
 

@@ -12,12 +12,34 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import data, evaluate, fit, plots, statistics, store
 from .atomic import atomic_output
 
 log = logging.getLogger(__name__)
+
+
+def fit_prefix(folder: Path, train_path: str, layout: store.Layout, rows: int, settings: fit.FitSettings
+               ) -> fit.Datamodels:
+    """Datamodels of every target from a prefix's statistics, fit.targets_per_job targets at a time (as the fit jobs)."""
+
+    def prefix_rows() -> fit.Rows:
+        models = store.read_models(train_path, layout)
+        return models.mask[:rows], models.margins[:rows, block]
+
+    shared = statistics.load(folder, targets=np.zeros(0, np.int64))  # the sums every target shares
+    n_targets = layout.n_targets
+    parts = []
+    for number in range(fit.n_blocks(n_targets, settings.targets_per_job)):
+        block = fit.block_targets(n_targets, settings.targets_per_job, number)
+        stats = statistics.load(folder, targets=block)
+        result, _ = fit.fit_targets(stats, settings, rows=prefix_rows)
+        parts.append(result)
+    result = {key: np.concatenate([part[key] for part in parts], axis=-1) for key in parts[0]}
+    mu, sigma = fit.standardization(shared.all.xsum, shared.all.n)
+    return fit.assemble(result, mu, sigma, statistics.target_index(folder))
 
 
 def run(statistics_path: str, train_path: str, eval_path: str, info_path: str, data_path: str, metrics_path: str,
@@ -39,17 +61,10 @@ def run(statistics_path: str, train_path: str, eval_path: str, info_path: str, d
             points.append({"fraction": fraction, "n_models": n, "lds": full["lds"],
                            "baseline_lds": full["baseline_lds"], "pooled_spearman": full["pooled_spearman"]})
             continue
-        stats = statistics.load(folders[rows])
-
-        def prefix_rows(rows: int = rows) -> fit.Rows:
-            models = store.read_models(train_path, layout)
-            return models.mask[:rows], models.margins[:rows]
-
-        result, _ = fit.fit_targets(stats, settings, rows=prefix_rows)
-        mu, sigma = fit.standardization(stats.all.xsum, stats.all.n)
-        datamodels = fit.assemble(result, mu, sigma, index)
+        datamodels = fit_prefix(folders[rows], train_path, layout, rows, settings)
         summary, _, _ = evaluate.score(datamodels.weight, datamodels.bias, held_out)
-        base, _, _ = evaluate.score(*evaluate.empirical_influence_from_sums(stats.all, index), held_out)
+        weight, bias, _ = evaluate.baseline(folders[rows], index)
+        base, _, _ = evaluate.score(weight, bias, held_out)
         points.append({"fraction": fraction, "n_models": rows, "lds": summary["lds"], "baseline_lds": base["lds"],
                        "pooled_spearman": summary["pooled_spearman"]})
         log.info("%d models: LDS %.4f (baseline %.4f)", rows, summary["lds"], base["lds"])

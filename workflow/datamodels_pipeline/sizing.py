@@ -36,14 +36,14 @@ def merge_mb(p: int, b: int) -> int:
 
 
 def evaluate_mb(p: int, T: int, E: int) -> int:
-    """The datamodels ([p, T] twice), the baseline from the sums (~4 [p, T] float64), the held-out predictions
-    and outputs with their ranks ([E, T], float64)."""
-    return math.ceil(BASE_MB + BATCH_MB + (2 * 4 * p * T + 4 * 8 * p * T + 6 * 8 * E * T) / MB)
+    """The datamodels ([p, T] twice) and the baseline's weights (built a block of targets at a time), the
+    held-out masks (bit-packed), predictions and outputs with their ranks ([E, T], float64)."""
+    return math.ceil(BASE_MB + 2 * BATCH_MB + (3 * 4 * p * T + E * p / 8 + 6 * 8 * E * T) / MB)
 
 
-def learning_curve_mb(p: int, T: int, E: int) -> int:
-    """A whole-target fit from prefix statistics (one block of all T targets) and an evaluation."""
-    return max(fit_block_mb(p, T), evaluate_mb(p, T, E))
+def learning_curve_mb(p: int, T: int, E: int, b: int, M: int = 0, exact_train_targets: bool = False) -> int:
+    """Fit jobs' work on each prefix, one target block at a time, beside an evaluation."""
+    return fit_block_mb(p, b, M, exact_train_targets) + evaluate_mb(p, T, E) - BASE_MB
 
 
 def disk_bytes(p: int, T: int, M: int, n_prefixes: int) -> dict[str, int]:

@@ -213,7 +213,7 @@ def load(folder: str | Path, targets: np.ndarray | None = None) -> Statistics:
         raise ValueError(f"{folder}: not a statistics folder of this pipeline ({error})") from error
     if meta.get("format") != FORMAT:
         raise ValueError(f"{folder}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    index = np.load(folder / "target_train_index.npy", allow_pickle=False)
+    index = target_index(folder)
     targets = np.arange(len(index)) if targets is None else np.asarray(targets)
     parts = {}
     for part in ("all", "val"):
@@ -223,6 +223,11 @@ def load(folder: str | Path, targets: np.ndarray | None = None) -> Statistics:
                               np.array(arrays["ysum"][targets]), np.array(arrays["yy"][targets]),
                               np.array(arrays["xy"][targets]))
     return Statistics(parts["all"], parts["val"], index[targets], meta)
+
+
+def target_index(folder: str | Path) -> np.ndarray:
+    """Every target's training-example index (-1: a test target) of a statistics folder."""
+    return np.load(Path(folder) / "target_train_index.npy", allow_pickle=False)
 
 
 def prefixes(folder: str | Path) -> list[tuple[int, Path]]:

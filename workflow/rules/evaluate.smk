@@ -57,7 +57,7 @@ rule learning_curve:
         fit=config["fit"],
     threads: 2
     resources:
-        mem_mb=max(FIT_BLOCK_MB, sizing.learning_curve_mb(N_TRAIN, N_TARGETS, SPLIT_SIZES["eval"])),
+        mem_mb=FIT_BLOCK_MB + sizing.evaluate_mb(N_TRAIN, N_TARGETS, SPLIT_SIZES["eval"]) - sizing.BASE_MB,
     log:
         f"{RUN}/logs/learning_curve/alpha={{alpha}}.log",
     conda:
