@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from datamodels_pipeline import config, data, fit, learners, masks, store
-from datamodels_pipeline.applications import modeldiff
+from datamodels_pipeline.applications import modeldiff, modeldiff_training
 from datamodels_pipeline.config import ConfigError
 from datamodels_pipeline.seeding import Stream, int_seed
 
@@ -179,7 +179,7 @@ def test_other_datamodels_use_the_runs_subsets_and_seeds(tmp_path):
     own = learners.train(RECIPE, dataset.x_train, dataset.y_train, subsets, seeds, dataset.x_targets,
                          dataset.y_targets)
     mask = masks.to_mask(subsets, 40)
-    margins, _ = modeldiff.train_other(dataset, RECIPE, mask, modeldiff.model_seeds(seed, alpha, ids), batch=7)
+    margins, _ = modeldiff_training.train_other(dataset, RECIPE, mask, modeldiff_training.model_seeds(seed, alpha, ids), batch=7)
     np.testing.assert_allclose(margins, own.margins, atol=1e-4)   # same subsets and seeds, in batches of 7
 
     layout = store.layout_for(info, alpha)
@@ -193,11 +193,15 @@ def test_other_datamodels_use_the_runs_subsets_and_seeds(tmp_path):
     (tmp_path / "fit.json").write_text(json.dumps(run_info))
     out = {name: str(tmp_path / "out" / f"{name}.parquet") for name in ("od", "of", "wd", "wf")}
     for n_models in (None, 20):
+        # Two rules: B's models (training only), then both algorithms' fits.
+        modeldiff_training.run_other_models(str(tmp_path / "train.parquet"), str(tmp_path / "dataset.json"),
+                                   str(tmp_path / "dataset.npz"), alpha, {"n_models": n_models}, LOGISTIC, seed, 1,
+                                   str(tmp_path / "out" / "other_models.parquet"))
         modeldiff.run_datamodels(
-            str(tmp_path / "train.parquet"), str(tmp_path / "dataset.json"), str(tmp_path / "dataset.npz"),
-            str(tmp_path / "dm.parquet"), str(tmp_path / "features.parquet"), str(tmp_path / "fit.json"), alpha,
-            {"n_models": n_models}, LOGISTIC, settings.__dict__, seed, 1, out["od"], out["of"], out["wd"], out["wf"],
-            str(tmp_path / "out" / "fit.json"))
+            str(tmp_path / "train.parquet"), str(tmp_path / "out" / "other_models.parquet"),
+            str(tmp_path / "dataset.json"), str(tmp_path / "dataset.npz"), str(tmp_path / "dm.parquet"),
+            str(tmp_path / "features.parquet"), str(tmp_path / "fit.json"), alpha, settings.__dict__, seed, 1,
+            out["od"], out["of"], out["wd"], out["wf"], str(tmp_path / "out" / "fit.json"))
         summary = json.loads((tmp_path / "out" / "fit.json").read_text())
         own_models = fit.read(out["wd"]).weight
         if n_models is None:
@@ -207,7 +211,7 @@ def test_other_datamodels_use_the_runs_subsets_and_seeds(tmp_path):
             assert summary["own"]["refit"] is True and summary["n_models_used"] == 20
             expected, _ = fit.fit(mask[:20], own.margins[:20], dataset.target_train_index, settings, seed, alpha)
             np.testing.assert_allclose(own_models, expected.weight, atol=1e-6)
-            b_margins, _ = modeldiff.train_other(dataset, LOGISTIC, mask[:20], seeds[:20])
+            b_margins, _ = modeldiff_training.train_other(dataset, LOGISTIC, mask[:20], seeds[:20])
             expected, _ = fit.fit(mask[:20], b_margins, dataset.target_train_index, settings, seed, alpha)
             np.testing.assert_allclose(fit.read(out["od"]).weight, expected.weight, atol=1e-5)
         assert summary["other"]["recipe"] == LOGISTIC

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-from . import store
+from . import sizing, store
 from .atomic import atomic_output
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 def run(chunk_paths: Sequence[str], info_path: str, alpha: float, split: str, n_models: int,
         output_path: str, integrity_path: str) -> None:
     """Check every chunk, merge them, write the aggregate and an integrity record."""
+    sizing.return_freed_memory()
     info = json.loads(Path(info_path).read_text())
     layout = store.layout_for(info, alpha)
     result = store.aggregate(chunk_paths, layout, range(n_models), output_path, {"alpha": alpha, "split": split})

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.stats import rankdata
 
-from . import data, fit, plots, statistics, store
+from . import data, fit, plots, sizing, statistics, store
 from .masks import pack, unpack
 from .atomic import atomic_output
 
@@ -191,6 +191,7 @@ def score(weight: np.ndarray, bias: np.ndarray, held_out: HeldOut) -> tuple[dict
 def run(datamodels_path: str, statistics_path: str, eval_path: str, info_path: str, data_path: str, alpha: float,
         metrics_path: str, per_target_path: str, scatter_path: str, histogram_path: str) -> None:
     """Score the datamodels and the empirical-influence baseline; write metrics and plots."""
+    sizing.return_freed_memory()
     info = json.loads(Path(info_path).read_text())
     layout = store.layout_for(info, alpha)
     index = data.load(data_path).target_train_index

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from . import data, devices, lasso, statistics, store
+from . import devices, lasso, sizing, statistics, store
 from .atomic import atomic_output
 
 log = logging.getLogger(__name__)
@@ -132,10 +132,14 @@ def _covariance(gram: np.ndarray, xsum: np.ndarray, n: int, sigma: np.ndarray, d
 class _RowsProblem:
     """The exact train-target form: target t is fit only on the rows where ``keep[:, t]`` (its example left out)."""
 
-    def __init__(self, z: torch.Tensor, y: torch.Tensor, keep: torch.Tensor):
+    def __init__(self, z: torch.Tensor, y: torch.Tensor, keep: torch.Tensor, solved: bool = True):
+        """``solved=False``: only scored (the validation rows), which may leave a target without rows."""
         self.z, self.y, self.keep = z, y, keep
-        self.op = lasso.MaskedRowsOperator(z, keep)
-        self.xy, self.yy = self.op.moments(y)
+        if solved:
+            self.op = lasso.MaskedRowsOperator(z, keep)
+            self.xy, self.yy = self.op.moments(y)
+        else:
+            self.yy = torch.zeros(y.shape[1], dtype=y.dtype, device=y.device)
 
     def solve(self, targets: torch.Tensor, lam: torch.Tensor, w0: torch.Tensor, settings: FitSettings
               ) -> tuple[torch.Tensor, torch.Tensor, lasso.SolveInfo]:
@@ -247,7 +251,7 @@ def _exact_group(rows: Callable[[], Rows], stats: statistics.Statistics, targets
     fit_rows = torch.from_numpy(np.flatnonzero(~is_val)).to(device)
     val_rows = torch.from_numpy(np.flatnonzero(is_val)).to(device)
     return _lambda_path(lambda: _RowsProblem(z[fit_rows], y[fit_rows], keep[fit_rows]),
-                        lambda: _RowsProblem(z[val_rows], y[val_rows], keep[val_rows]),
+                        lambda: _RowsProblem(z[val_rows], y[val_rows], keep[val_rows], solved=False),
                         lambda: _RowsProblem(z, y, keep), settings, device)
 
 
@@ -369,6 +373,7 @@ def run_block(statistics_path: str, models_path: str, info_path: str, alpha: flo
     mask and outputs (``n (p + 4 T)`` bytes).
     """
     torch.set_num_threads(max(1, threads))
+    sizing.return_freed_memory()
     settings = FitSettings.from_config(settings)
     info = json.loads(Path(info_path).read_text())
     layout = store.layout_for(info, alpha)

@@ -21,7 +21,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from . import cnn, custom, resnet9, training
+import importlib
+
+from . import training
 from .training import TrainResult
 
 
@@ -51,13 +53,22 @@ def _train_mlp(recipe: dict, x_train: np.ndarray, y_train: np.ndarray, subsets: 
     )
 
 
-LEARNERS: dict[str, Learner] = {
-    "mlp": _train_mlp,
-    "logistic": _train_mlp,
-    "cnn": cnn.train,
-    "resnet9": resnet9.train,
-    "custom": custom.train,
+LEARNERS: dict[str, str] = {
+    "mlp": f"{__name__}:_train_mlp",
+    "logistic": f"{__name__}:_train_mlp",
+    "cnn": f"{__package__}.cnn:train",
+    "resnet9": f"{__package__}.resnet9:train",
+    "custom": f"{__package__}.custom:train",
 }
+"""name -> ``module:function``, imported only when that learner trains (so a run's code is only its learner's)."""
+
+
+def learner(name: str) -> Learner:
+    """The training function of a learner name."""
+    if name not in LEARNERS:
+        raise ValueError(f"model.name {name!r} is not one of {sorted(LEARNERS)}")
+    module, _, function = LEARNERS[name].partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def train(recipe: dict, x_train: np.ndarray, y_train: np.ndarray, subsets: np.ndarray, seeds: Sequence[int],
@@ -70,11 +81,9 @@ def train(recipe: dict, x_train: np.ndarray, y_train: np.ndarray, subsets: np.nd
     ``image_shape`` is the shape of one example (default: ``x_train.shape[1:]``).
     Returns margins ``[K, n_targets]`` and accuracies ``[K]`` (float32).
     """
-    name = recipe["model"]["name"]
-    if name not in LEARNERS:
-        raise ValueError(f"model.name {name!r} is not one of {sorted(LEARNERS)}")
+    train_models = learner(recipe["model"]["name"])
     if len(seeds) != len(subsets):
         raise ValueError(f"{len(seeds)} seeds for {len(subsets)} subsets")
     shape = tuple(x_train.shape[1:]) if image_shape is None else tuple(int(s) for s in image_shape)
-    return LEARNERS[name](recipe, np.asarray(x_train), np.asarray(y_train), np.asarray(subsets), list(seeds),
+    return train_models(recipe, np.asarray(x_train), np.asarray(y_train), np.asarray(subsets), list(seeds),
                           np.asarray(x_targets), np.asarray(y_targets), torch.device(device), shape)

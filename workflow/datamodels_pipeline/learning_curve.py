@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data, evaluate, fit, plots, statistics, store
+from . import data, evaluate, fit, plots, sizing, statistics, store
 from .atomic import atomic_output
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def fit_prefix(folder: Path, train_path: str, layout: store.Layout, rows: int, s
 def run(statistics_path: str, train_path: str, eval_path: str, info_path: str, data_path: str, metrics_path: str,
         alpha: float, fractions: list[float], settings: dict, threads: int, curve_path: str, plot_path: str) -> None:
     """Fit on each fraction of the training models (the full set is read from the main evaluation)."""
+    sizing.return_freed_memory()
     torch.set_num_threads(max(1, threads))
     settings = fit.FitSettings.from_config(settings)
     info = json.loads(Path(info_path).read_text())

@@ -51,3 +51,24 @@ def disk_bytes(p: int, T: int, M: int, n_prefixes: int) -> dict[str, int]:
     models = M * (math.ceil(p / 8) + 4 * T + 24)
     stats = (1 + n_prefixes) * (2 * 4 * p * p + 2 * 8 * T * p)
     return {"models": models, "statistics": stats, "datamodels": 2 * 4 * p * T}
+
+
+def return_freed_memory() -> None:
+    """Make glibc give large freed blocks back to the system (a fixed 1 MiB mmap threshold).
+
+    By default glibc raises its mmap threshold after large blocks are freed, so later batch-sized
+    arrays come from the heap, which fragments: a streaming stage's resident memory then creeps up
+    with the number of batches it has processed (measured: +25% from 10,000 to 160,000 models).
+    With a fixed threshold every batch-sized array is mapped and unmapped, and memory stays flat.
+    Does nothing where the C library has no ``mallopt`` (not glibc).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "mallopt"):
+            libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except OSError:
+        pass

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data, devices, store
+from . import data, devices, sizing, store
 from .atomic import atomic_directory
 from .seeding import Stream, rng
 
@@ -248,6 +248,7 @@ def run(models_path: str, info_path: str, data_path: str, alpha: float, val_frac
 
     torch.set_num_threads(max(1, threads))
     start = time.perf_counter()
+    sizing.return_freed_memory()
     info = json.loads(Path(info_path).read_text())
     layout = store.layout_for(info, alpha)
     store.check_file(models_path, layout)

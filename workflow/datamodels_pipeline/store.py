@@ -163,15 +163,23 @@ def iter_models(path: str | Path, layout: Layout, batch_rows: int) -> Iterator[M
     """
     check_file(path, layout)
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=max(1, int(batch_rows))):
+        # One row group decoded at a time (no read-ahead of others): memory does not depend on the file's length.
+        for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=max(1, int(batch_rows)),
+                                                                          use_threads=False):
             yield _decode(batch, layout, path)
     except (OSError, pa.ArrowException) as error:
         raise StoreError(f"{path}: not a readable Parquet file ({error})") from error
 
 
-def batch_rows_for(layout: Layout, budget_mb: float = 256) -> int:
-    """Rows per batch so that one decoded batch (float32 masks and margins) takes about ``budget_mb``."""
-    return max(1, int(budget_mb * 2**20 // (4 * (layout.n_train + layout.n_targets))))
+def batch_rows_for(layout: Layout, budget_mb: float = 128, bytes_per_mask_bit: int = 13,
+                   bytes_per_output: int = 40) -> int:
+    """Rows per batch so that a stage's work on one batch takes about ``budget_mb``.
+
+    The defaults are the statistics pass's: a mask as bool, float32 and float64 (13 bytes per bit) and a
+    handful of float64 copies of the outputs.
+    """
+    per_row = bytes_per_mask_bit * layout.n_train + bytes_per_output * layout.n_targets
+    return max(1, int(budget_mb * 2**20 // per_row))
 
 
 def read_ids(path: str | Path, layout: Layout) -> tuple[np.ndarray, np.ndarray]:

@@ -2,11 +2,11 @@ rule aggregate:
     input:
         chunks=chunk_files("models"),
         info=rules.prepare_data.output.info,
-        code=modules("aggregate", "store", "masks", "seeding"),
     output:
         models=f"{RUN}/aggregate/alpha={{alpha}}/{{split}}.parquet",
         integrity=f"{RUN}/aggregate/alpha={{alpha}}/{{split}}.integrity.json",
     params:
+        code=code("aggregate"),
         n_models=model_count,
     resources:
         mem_mb=sizing.aggregate_mb(N_TRAIN, N_TARGETS, CHUNK, max(SPLIT_SIZES.values())),

@@ -3,17 +3,12 @@
 APPLICATIONS = f"{RUN}/applications"
 APPLICATION_RULES = ["counterfactuals", "brittleness", "similar_examples", "leakage", "embeddings",
                      "data_selection", "backdoor", "modeldiff", "unlearning", "attribution"]
-# What every application reads (datamodels, data) and draws with; retraining adds the trainer.
-APPLICATION_MODULES = ["applications/__init__", "applications/sampling", "applications/figures", "plots", "data",
-                       "fit", "lasso", "store", "masks", "devices", "seeding"]
-RETRAIN_MODULES = [*APPLICATION_MODULES, "applications/retrain", *TRAINER_MODULES, "outputs"]
 
 
 rule counterfactuals:
     input:
         datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
         data=rules.prepare_data.output.data,
-        code=modules("applications/counterfactuals", *RETRAIN_MODULES),
     output:
         table=f"{APPLICATIONS}/counterfactuals/alpha={{alpha}}/counterfactuals.parquet",
         summary=f"{APPLICATIONS}/counterfactuals/alpha={{alpha}}/summary.json",
@@ -30,6 +25,7 @@ rule counterfactuals:
             labels={"alpha": "{alpha}", "figure": "counterfactuals: margin drop vs k"},
         ),
     params:
+        code=code("counterfactuals", *LEARNER_FILES),
         settings=config["applications"]["counterfactuals"],
         recipe=recipe(),
         seed=config["seed"],
@@ -46,7 +42,6 @@ rule brittleness:
     input:
         datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
         data=rules.prepare_data.output.data,
-        code=modules("applications/brittleness", *RETRAIN_MODULES),
     output:
         table=f"{APPLICATIONS}/brittleness/alpha={{alpha}}/support.parquet",
         summary=f"{APPLICATIONS}/brittleness/alpha={{alpha}}/summary.json",
@@ -57,6 +52,7 @@ rule brittleness:
             labels={"alpha": "{alpha}", "figure": "data support"},
         ),
     params:
+        code=code("brittleness", *LEARNER_FILES),
         settings=config["applications"]["brittleness"],
         recipe=recipe(),
         seed=config["seed"],
@@ -73,7 +69,6 @@ rule similar_examples:
     input:
         datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
         data=rules.prepare_data.output.data,
-        code=modules("applications/similar_examples", *APPLICATION_MODULES),
     output:
         table=f"{APPLICATIONS}/similar_examples/alpha={{alpha}}/similar_examples.parquet",
         summary=f"{APPLICATIONS}/similar_examples/alpha={{alpha}}/summary.json",
@@ -84,6 +79,7 @@ rule similar_examples:
             labels={"alpha": "{alpha}", "figure": "similar examples"},
         ),
     params:
+        code=code("similar_examples"),
         settings=config["applications"]["similar_examples"],
         seed=config["seed"],
     log:
@@ -98,7 +94,6 @@ rule leakage:
     input:
         datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
         data=rules.prepare_data.output.data,
-        code=modules("applications/leakage", *APPLICATION_MODULES),
     output:
         table=f"{APPLICATIONS}/leakage/alpha={{alpha}}/top_pairs.parquet",
         summary=f"{APPLICATIONS}/leakage/alpha={{alpha}}/summary.json",
@@ -109,6 +104,7 @@ rule leakage:
             labels={"alpha": "{alpha}", "figure": "train-test leakage"},
         ),
     params:
+        code=code("leakage"),
         settings=config["applications"]["leakage"],
     log:
         f"{RUN}/logs/leakage/alpha={{alpha}}.log",
@@ -122,7 +118,6 @@ rule embeddings:
     input:
         datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
         data=rules.prepare_data.output.data,
-        code=modules("applications/embeddings", *RETRAIN_MODULES),
     output:
         table=f"{APPLICATIONS}/embeddings/alpha={{alpha}}/embeddings.parquet",
         summary=f"{APPLICATIONS}/embeddings/alpha={{alpha}}/summary.json",
@@ -145,6 +140,7 @@ rule embeddings:
             labels={"alpha": "{alpha}", "figure": "embeddings: intervention by retraining"},
         ),
     params:
+        code=code("embeddings", *LEARNER_FILES),
         settings=config["applications"]["embeddings"],
         recipe=recipe(),
         seed=config["seed"],

@@ -14,9 +14,6 @@ rule attribution:
         data=rules.prepare_data.output.data,
         # Other libraries' [n_train x n_targets] score matrices: editing one reruns this rule.
         external=config["applications"]["attribution"]["external"],
-        code=modules("applications/attribution", "applications/attribution_methods", "applications/__init__",
-                     "evaluate", "plots", "fit", "lasso", "store", "masks", "data", "devices", "seeding",
-                     *TRAINER_MODULES),
     output:
         table=f"{APPLICATIONS}/attribution/alpha={{alpha}}/lds.parquet",
         per_target=f"{APPLICATIONS}/attribution/alpha={{alpha}}/per_target.parquet",
@@ -28,6 +25,7 @@ rule attribution:
             labels={"alpha": "{alpha}", "figure": "attribution: LDS vs cost"},
         ),
     params:
+        code=code("attribution", *LEARNER_FILES),
         settings=config["applications"]["attribution"],
         recipe=recipe(),
         seed=config["seed"],

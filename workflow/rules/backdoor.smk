@@ -7,11 +7,11 @@ BACKDOOR_PLANT_KEYS = ("n_poison", "target_class", "trigger_size")
 rule plant_backdoor:
     input:
         data=rules.prepare_data.output.data,
-        code=modules("applications/backdoor", "applications/__init__", "data", "seeding"),
     output:
         data=f"{APPLICATIONS}/backdoor/data.npz",
         info=f"{APPLICATIONS}/backdoor/data.json",
     params:
+        code=code("backdoor_plant"),
         # only the planting keys: changing the search or retraining settings does not retrain the datamodels
         settings={key: config["applications"]["backdoor"][key] for key in BACKDOOR_PLANT_KEYS},
         seed=config["seed"],
@@ -28,7 +28,6 @@ rule backdoor:
         datamodels=f"{APPLICATIONS}/train_set_datamodels/backdoor/alpha={{alpha}}/datamodels.parquet",
         data=rules.plant_backdoor.output.data,
         info=rules.plant_backdoor.output.info,
-        code=modules("applications/backdoor", "applications/backdoor_detection", *RETRAIN_MODULES),
     output:
         table=f"{APPLICATIONS}/backdoor/alpha={{alpha}}/scores.parquet",
         summary=f"{APPLICATIONS}/backdoor/alpha={{alpha}}/summary.json",
@@ -45,6 +44,7 @@ rule backdoor:
             labels={"alpha": "{alpha}", "figure": "backdoor: attack success by retraining"},
         ),
     params:
+        code=code("backdoor", *LEARNER_FILES),
         settings=config["applications"]["backdoor"],
         recipe=recipe(),
         seed=config["seed"],

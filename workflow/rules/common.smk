@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from datamodels_pipeline import sizing
+from datamodels_pipeline import codegraph, sizing
 from datamodels_pipeline.config import ConfigError, n_targets, validate
 
 try:
@@ -32,6 +32,7 @@ FIT_BLOCK_MB = sizing.fit_block_mb(
     exact_train_targets=config["fit"]["train_targets"] == "exact" and config["data"]["targets"] != "test",
 )
 PACKAGE = Path(workflow.basedir) / "workflow" / "datamodels_pipeline"
+SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 ENV = "../../envs/datamodels.yaml"
 
 
@@ -42,10 +43,11 @@ wildcard_constraints:
     block=r"\d+",
 
 
-def modules(*names):
-    """Package modules a stage depends on: editing them reruns that stage only (a path ending in .py is kept as is)."""
-    names = sorted(set(names) | {"__init__", "atomic", "runlog"})
-    return [name if name.endswith(".py") else str(PACKAGE / f"{name}.py") for name in names]
+def code(script, *files):
+    """What a rule's code means: a fingerprint of its script and every package module it imports (transitively),
+    docstrings, comments and formatting ignored (workflow/datamodels_pipeline/codegraph.py), plus ``files``
+    (learner modules loaded by name, a custom entry point). A param, so only a semantic edit reruns the rule."""
+    return codegraph.fingerprint([SCRIPTS / f"{script}.py", *files], root=PACKAGE)
 
 
 def entry_point_files(model=None, key="model"):
@@ -67,15 +69,17 @@ def entry_point_files(model=None, key="model"):
     return [spec.origin] if spec.origin and spec.origin.endswith(".py") else []
 
 
-# The learner's modules (model.name), and the custom entry point's file: editing them retrains the models.
-LEARNER_MODULES = {
-    "mlp": ["training"],
-    "logistic": ["training"],
-    "cnn": ["training", "image_training", "augment", "cnn"],
-    "resnet9": ["training", "image_training", "augment", "resnet9"],
-    "custom": ["training", "custom"],
-}
-TRAINER_MODULES = ["learners", "outputs", *LEARNER_MODULES[config["model"]["name"]], *entry_point_files()]
+# The learner modules loaded by name at run time (learners.LEARNERS), and a custom entry point's file: rules that
+# train add them to their code fingerprint, so editing the run's learner retrains and editing another does not.
+LEARNER_MODULES = {"mlp": [], "logistic": [], "cnn": ["cnn"], "resnet9": ["resnet9"], "custom": ["custom"]}
+
+
+def learner_files(model=None, key="model"):
+    model = config["model"] if model is None else model
+    return [PACKAGE / f"{name}.py" for name in LEARNER_MODULES[model["name"]]] + entry_point_files(model, key)
+
+
+LEARNER_FILES = learner_files()
 
 
 def n_chunks(split):

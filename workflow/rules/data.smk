@@ -1,11 +1,11 @@
 rule prepare_data:
     input:
-        code=modules("data", "seeding"),
         source=data_file,
     output:
         data=f"{RUN}/data/dataset.npz",
         info=f"{RUN}/data/dataset.json",
     params:
+        code=code("prepare_data"),
         # data.root and data.download say where the files are, not what they hold: changing them reruns nothing.
         data={key: value for key, value in config["data"].items() if key not in ("root", "download")},
         seed=config["seed"],

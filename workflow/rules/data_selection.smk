@@ -6,7 +6,6 @@ rule data_selection:
     input:
         datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
         data=rules.prepare_data.output.data,
-        code=modules("applications/data_selection", *RETRAIN_MODULES),
     output:
         table=f"{APPLICATIONS}/data_selection/alpha={{alpha}}/selections.parquet",
         summary=f"{APPLICATIONS}/data_selection/alpha={{alpha}}/summary.json",
@@ -17,6 +16,7 @@ rule data_selection:
             labels={"alpha": "{alpha}", "figure": "data selection: target performance vs selection size"},
         ),
     params:
+        code=code("data_selection", *LEARNER_FILES),
         settings=config["applications"]["data_selection"],
         recipe=recipe(),
         seed=config["seed"],

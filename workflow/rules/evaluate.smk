@@ -5,7 +5,6 @@ rule evaluate:
         eval=f"{RUN}/aggregate/alpha={{alpha}}/eval.parquet",
         info=rules.prepare_data.output.info,
         data=rules.prepare_data.output.data,
-        code=modules("evaluate", "plots", "store", "masks", "fit", "lasso", "statistics", "seeding", "devices", "data"),
     output:
         metrics=f"{RUN}/evaluation/alpha={{alpha}}/metrics.json",
         per_target=f"{RUN}/evaluation/alpha={{alpha}}/per_target.parquet",
@@ -21,6 +20,8 @@ rule evaluate:
             category="Evaluation",
             labels={"alpha": "{alpha}", "figure": "per-target LDS"},
         ),
+    params:
+        code=code("evaluate"),
     threads: 2
     resources:
         mem_mb=sizing.evaluate_mb(N_TRAIN, N_TARGETS, SPLIT_SIZES["eval"]),
@@ -41,9 +42,6 @@ rule learning_curve:
         eval=f"{RUN}/aggregate/alpha={{alpha}}/eval.parquet",
         info=rules.prepare_data.output.info,
         data=rules.prepare_data.output.data,
-        code=modules(
-            "learning_curve", "evaluate", "plots", "store", "masks", "fit", "lasso", "statistics", "seeding", "devices", "data"
-        ),
     output:
         curve=f"{RUN}/evaluation/alpha={{alpha}}/learning_curve.json",
         plot=report(
@@ -53,6 +51,7 @@ rule learning_curve:
             labels={"alpha": "{alpha}", "figure": "learning curve"},
         ),
     params:
+        code=code("learning_curve"),
         fractions=config["evaluate"]["learning_curve"],
         fit=config["fit"],
     threads: 2

@@ -8,10 +8,10 @@ rule statistics:
         models=f"{RUN}/aggregate/alpha={{alpha}}/train.parquet",
         info=rules.prepare_data.output.info,
         data=rules.prepare_data.output.data,
-        code=modules("statistics", "store", "masks", "seeding", "devices", "data"),
     output:
         directory(f"{RUN}/statistics/alpha={{alpha}}"),
     params:
+        code=code("statistics"),
         # Only what the sums depend on: a lambda-path setting refits without summing the models again.
         val_fraction=config["fit"]["val_fraction"],
         device=config["fit"]["device"],
@@ -35,10 +35,10 @@ rule fit_datamodels:
         # Read only by blocks with training-example targets under fit.train_targets: exact.
         models=f"{RUN}/aggregate/alpha={{alpha}}/train.parquet",
         info=rules.prepare_data.output.info,
-        code=modules("fit", "lasso", "statistics", "store", "masks", "seeding", "devices", "data"),
     output:
         f"{RUN}/datamodels/alpha={{alpha}}/blocks/block-{{block}}.parquet",
     params:
+        code=code("fit_datamodels"),
         fit=config["fit"],
     threads: 2
     resources:
@@ -59,12 +59,12 @@ rule merge_datamodels:
             block=range(N_FIT_BLOCKS),
         ),
         statistics=rules.statistics.output[0],
-        code=modules("fit", "lasso", "statistics", "store", "masks", "seeding", "devices", "data"),
     output:
         datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
         features=f"{RUN}/datamodels/alpha={{alpha}}/features.parquet",
         info=f"{RUN}/datamodels/alpha={{alpha}}/fit.json",
     params:
+        code=code("merge_datamodels"),
         fit=config["fit"],
     resources:
         mem_mb=sizing.merge_mb(N_TRAIN, FIT_BLOCK_TARGETS),

@@ -1,10 +1,10 @@
 rule masks:
     input:
         info=rules.prepare_data.output.info,
-        code=modules("masks", "seeding", "store"),
     output:
         f"{RUN}/masks/alpha={{alpha}}/{{split}}/chunk-{{chunk}}.parquet",
     params:
+        code=code("masks"),
         models=chunk_models,
         seed=config["seed"],
     log:

@@ -15,22 +15,48 @@ except _ConfigError as error:
 MODELDIFF_APPLIES = not _modeldiff.is_own_recipe(MODELDIFF_OTHER, config)
 
 
-# Algorithm B's learner modules (and its custom entry point's file), beside A's TRAINER_MODULES.
-MODELDIFF_TRAINERS = [*TRAINER_MODULES, *LEARNER_MODULES[MODELDIFF_OTHER["model"]["name"]],
-                      *entry_point_files(MODELDIFF_OTHER["model"], key="applications.modeldiff.other.model")]
+# Algorithm B's learner modules (and its custom entry point's file), beside A's.
+MODELDIFF_LEARNER_FILES = [
+    *LEARNER_FILES,
+    *learner_files(MODELDIFF_OTHER["model"], key="applications.modeldiff.other.model"),
+]
 MODELDIFF = f"{APPLICATIONS}/modeldiff/alpha={{alpha}}"
+
+
+rule modeldiff_models:
+    input:
+        models=f"{RUN}/aggregate/alpha={{alpha}}/train.parquet",
+        info=rules.prepare_data.output.info,
+        data=rules.prepare_data.output.data,
+    output:
+        f"{MODELDIFF}/other_models.parquet",
+    params:
+        code=code("modeldiff_models", *MODELDIFF_LEARNER_FILES),
+        settings=config["applications"]["modeldiff"],
+        other=MODELDIFF_OTHER,
+        seed=config["seed"],
+    # One thread, as train_chunk: the batched products are small, and on a loaded 2-core machine two torch threads
+    # cost 3x the CPU time for B's models.
+    threads: 1
+    resources:
+        mem_mb=8000,
+    log:
+        f"{RUN}/logs/modeldiff_models/alpha={{alpha}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/modeldiff_models.py"
 
 
 rule modeldiff_datamodels:
     input:
         models=f"{RUN}/aggregate/alpha={{alpha}}/train.parquet",
+        other_models=rules.modeldiff_models.output[0],
         info=rules.prepare_data.output.info,
         data=rules.prepare_data.output.data,
         own_datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
         own_features=f"{RUN}/datamodels/alpha={{alpha}}/features.parquet",
         own_fit=f"{RUN}/datamodels/alpha={{alpha}}/fit.json",
-        code=modules("applications/modeldiff", "applications/__init__", "applications/sampling", "config", "fit",
-                     "lasso", "store", "masks", "data", "devices", "seeding", *MODELDIFF_TRAINERS),
     output:
         other_datamodels=f"{MODELDIFF}/other_datamodels.parquet",
         other_features=f"{MODELDIFF}/other_features.parquet",
@@ -38,12 +64,10 @@ rule modeldiff_datamodels:
         own_features=f"{MODELDIFF}/own_features.parquet",
         info=f"{MODELDIFF}/fit.json",
     params:
-        settings=config["applications"]["modeldiff"],
-        other=MODELDIFF_OTHER,
+        code=code("modeldiff_datamodels"),
         fit=config["fit"],
         seed=config["seed"],
-    # One thread, as train_chunk: the batched products are small, and on a loaded 2-core machine two torch threads
-    # cost 3x the CPU time for B's models and up to 30x for a smoke-size lasso fit (1.4 s slower at the default size).
+    # One thread: up to 30x slower with two on a loaded 2-core machine for a smoke-size lasso fit.
     threads: 1
     resources:
         mem_mb=8000,
@@ -61,7 +85,6 @@ rule modeldiff:
         other_datamodels=rules.modeldiff_datamodels.output.other_datamodels,
         info=rules.modeldiff_datamodels.output.info,
         data=rules.prepare_data.output.data,
-        code=modules("applications/modeldiff", "config", *RETRAIN_MODULES, *MODELDIFF_TRAINERS),
     output:
         table=f"{MODELDIFF}/targets.parquet",
         loadings=f"{MODELDIFF}/directions.parquet",
@@ -85,6 +108,7 @@ rule modeldiff:
             labels={"alpha": "{alpha}", "figure": "modeldiff: check by retraining"},
         ),
     params:
+        code=code("modeldiff", *MODELDIFF_LEARNER_FILES),
         settings=config["applications"]["modeldiff"],
         recipe=recipe(),
         other=MODELDIFF_OTHER,

@@ -7,7 +7,6 @@ rule summary:
             f"{RUN}/aggregate/alpha={{alpha}}/{{split}}.integrity.json", alpha=ALPHAS, split=["train", "eval"]
         ),
         info=rules.prepare_data.output.info,
-        code=modules("summary"),
     output:
         markdown=f"{RUN}/summary.md",
         table=report(
@@ -16,6 +15,7 @@ rule summary:
             category="Summary",
         ),
     params:
+        code=code("summary"),
         alphas=ALPHAS,
         run=config["run"],
     log:

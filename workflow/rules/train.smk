@@ -3,10 +3,10 @@ rule train_chunk:
         data=rules.prepare_data.output.data,
         info=rules.prepare_data.output.info,
         masks=rules.masks.output[0],
-        code=modules("train_chunk", *TRAINER_MODULES, "seeding", "store", "masks", "data", "devices"),
     output:
         f"{RUN}/models/alpha={{alpha}}/{{split}}/chunk-{{chunk}}.parquet",
     params:
+        code=code("train_chunk", *LEARNER_FILES),
         recipe=recipe(),
         seed=config["seed"],
     threads: 1

@@ -8,18 +8,37 @@ wildcard_constraints:
     variant="|".join(TRAIN_SET_DATA),
 
 
+rule train_set_models:
+    input:
+        data=lambda wildcards: TRAIN_SET_DATA[wildcards.variant],
+    output:
+        f"{APPLICATIONS}/train_set_datamodels/{{variant}}/alpha={{alpha}}/models.parquet",
+    params:
+        code=code("train_set_models", *LEARNER_FILES),
+        settings=config["applications"]["train_set_datamodels"],
+        recipe=recipe(),
+        seed=config["seed"],
+    threads: 2
+    resources:
+        mem_mb=8000,
+    log:
+        f"{RUN}/logs/train_set_models/{{variant}}/alpha={{alpha}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/train_set_models.py"
+
+
 rule train_set_datamodels:
     input:
         data=lambda wildcards: TRAIN_SET_DATA[wildcards.variant],
-        code=modules("applications/train_set_datamodels", "applications/__init__", "fit", "lasso", "masks",
-                     "data", "devices", "seeding", *TRAINER_MODULES),
+        models=rules.train_set_models.output[0],
     output:
         datamodels=f"{APPLICATIONS}/train_set_datamodels/{{variant}}/alpha={{alpha}}/datamodels.parquet",
         features=f"{APPLICATIONS}/train_set_datamodels/{{variant}}/alpha={{alpha}}/features.parquet",
         info=f"{APPLICATIONS}/train_set_datamodels/{{variant}}/alpha={{alpha}}/fit.json",
     params:
-        settings=config["applications"]["train_set_datamodels"],
-        recipe=recipe(),
+        code=code("train_set_datamodels"),
         fit=config["fit"],
         seed=config["seed"],
     threads: 2

@@ -12,7 +12,6 @@ rule unlearning:
         datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
         train_set_datamodels=f"{APPLICATIONS}/train_set_datamodels/clean/alpha={{alpha}}/datamodels.parquet",
         data=rules.prepare_data.output.data,
-        code=modules("applications/unlearning", *RETRAIN_MODULES),
     output:
         table=f"{APPLICATIONS}/unlearning/alpha={{alpha}}/points.parquet",
         summary=f"{APPLICATIONS}/unlearning/alpha={{alpha}}/summary.json",
@@ -29,6 +28,7 @@ rule unlearning:
             labels={"alpha": "{alpha}", "figure": "unlearning: margins vs retraining"},
         ),
     params:
+        code=code("unlearning", *LEARNER_FILES),
         settings=config["applications"]["unlearning"],
         recipe=recipe(),
         seed=config["seed"],

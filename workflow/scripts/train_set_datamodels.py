@@ -1,4 +1,4 @@
-"""Snakemake script: train-set datamodels of one data-set variant and alpha."""
+"""Snakemake script: fit the train-set datamodels of one data-set variant and alpha from their models."""
 
 from datamodels_pipeline import runlog
 from datamodels_pipeline.applications import train_set_datamodels
@@ -6,9 +6,8 @@ from datamodels_pipeline.applications import train_set_datamodels
 log = runlog.setup(snakemake.log[0])
 train_set_datamodels.run(
     data_path=snakemake.input.data,
+    models_path=snakemake.input.models,
     alpha=float(snakemake.wildcards.alpha),
-    settings=snakemake.params.settings,
-    recipe=snakemake.params.recipe,
     fit_settings=snakemake.params.fit,
     seed=snakemake.params.seed,
     threads=snakemake.threads,

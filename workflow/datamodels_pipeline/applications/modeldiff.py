@@ -44,7 +44,7 @@ import numpy as np
 
 from ..atomic import atomic_output
 from ..config import ConfigError, load_schema, validate
-from ..seeding import Stream, int_seed, rng
+from ..seeding import Stream, rng
 from .sampling import top_by_weight
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ KEY = "applications.modeldiff"
 DEFAULT_OTHER = {"model": {"name": "logistic"}}
 RANDOM_INDEX = 40
 """``Stream.APPLICATION`` indices 40 (A minus B) and 41 (B minus A): the random control targets of the check."""
-TRAIN_BATCH = 1000
 """Models of algorithm B trained per ``learners.train`` call (bounds the memory of the margins' intermediates)."""
 WAYS = (("a_minus_b", "own", "other"), ("b_minus_a", "other", "own"))
 """(name, first algorithm, second algorithm): the residual of the first after projecting off the second."""
@@ -149,29 +148,7 @@ def describe(recipe: dict, reference: dict) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Algorithm B's datamodels (rule modeldiff_datamodels)
-
-
-def model_seeds(seed: int, alpha: float, model_ids: np.ndarray) -> list[int]:
-    """The torch seeds of the run's training models (``train_chunk``'s): B's model i uses A's model i's seed."""
-    return [int_seed(seed, Stream.TRAIN_MODEL, alpha, int(i)) for i in model_ids]
-
-
-def train_other(dataset, recipe: dict, mask: np.ndarray, seeds: list[int], batch: int = TRAIN_BATCH
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Margins ``[M, n_targets]`` and target accuracies ``[M]`` of B's models, one per (mask row, seed)."""
-    from .. import devices, learners, masks
-
-    device = devices.resolve(recipe["train"].get("device", "cpu"))
-    subsets = masks.to_subsets(mask)
-    margins = np.empty((len(mask), dataset.n_targets), dtype=np.float32)
-    accuracy = np.empty(len(mask), dtype=np.float32)
-    for start in range(0, len(mask), batch):
-        stop = min(start + batch, len(mask))
-        result = learners.train(recipe, dataset.x_train, dataset.y_train, subsets[start:stop], seeds[start:stop],
-                                dataset.x_targets, dataset.y_targets, device=device, image_shape=dataset.image_shape)
-        margins[start:stop], accuracy[start:stop] = result.margins, result.target_accuracy
-    return margins, accuracy
+# Algorithm B's datamodels (rule modeldiff_datamodels; B's models: modeldiff_training, rule modeldiff_models)
 
 
 def _copy(source: str, destination: str) -> None:
@@ -179,40 +156,35 @@ def _copy(source: str, destination: str) -> None:
         shutil.copyfile(source, tmp)
 
 
-def run_datamodels(models_path: str, info_path: str, data_path: str, own_datamodels_path: str,
-                   own_features_path: str, own_fit_path: str, alpha: float, settings: dict, other: dict,
-                   fit_settings: dict, seed: int, threads: int, other_datamodels_out: str, other_features_out: str,
-                   own_datamodels_out: str, own_features_out: str, fit_info_out: str) -> None:
-    """Train B on the run's training masks (first ``n_models``, seeds as A's), fit B's datamodels, and write A's
-    datamodels on exactly the same models: the run's own when every model is used, else refit."""
+def run_datamodels(models_path: str, other_models_path: str, info_path: str, data_path: str, own_datamodels_path: str,
+                   own_features_path: str, own_fit_path: str, alpha: float, fit_settings: dict, seed: int,
+                   threads: int, other_datamodels_out: str, other_features_out: str, own_datamodels_out: str,
+                   own_features_out: str, fit_info_out: str) -> None:
+    """Fit B's datamodels on B's models, and write A's datamodels on exactly the same models: the run's own when
+    every model is used, else refit."""
     import torch
 
     from .. import data, fit, store
 
-    info = json.loads(Path(info_path).read_text())
-    models = store.read_models(models_path, store.layout_for(info, alpha))
-    dataset = data.load(data_path)
-    n_run = len(models)
-    n = n_run if settings["n_models"] is None else settings["n_models"]
-    if n > n_run:
-        raise ValueError(f"{KEY}.n_models = {n} is more than the {n_run} (non-diverged) training models of the run")
-    models = models.select(np.arange(n))
     torch.set_num_threads(max(1, threads))
-    start, cpu = time.perf_counter(), time.process_time()
-    margins, accuracy = train_other(dataset, other, models.mask, model_seeds(seed, alpha, models.model_id))
-    trained, cpu = time.perf_counter() - start, time.process_time() - cpu
-    diverged = ~np.isfinite(margins).all(axis=1)
+    layout = store.layout_for(json.loads(Path(info_path).read_text()), alpha)
+    other_models = store.read_models(other_models_path, layout)
+    trained = store.file_metadata(other_models_path)
+    n, n_run = len(other_models), trained["n_models_run"]
+    models = store.read_models(models_path, layout).select(np.arange(n))
+    if not np.array_equal(models.model_id, other_models.model_id):
+        raise ValueError(f"{other_models_path}: B's models are not the run's first {n} training models")
+    dataset = data.load(data_path)
+    diverged = other_models.diverged
     keep = ~diverged
-    log.info("algorithm B (%s): %d models in %.1f s (%.0f models/s; %.1f s of CPU), mean target accuracy %.4f, "
-             "%d diverged", other["model"]["name"], n, trained, n / max(trained, 1e-9), cpu,
-             float(np.mean(accuracy[keep])), int(diverged.sum()))
     if diverged.any():
         log.warning("algorithm B diverged on %d of %d models; both algorithms are fit on the other %d",
                     int(diverged.sum()), n, int(keep.sum()))
-    fit_settings = fit.FitSettings(**fit_settings)
-    other_models, other_info = fit.fit(models.mask[keep], margins[keep], dataset.target_train_index, fit_settings,
-                                       seed, alpha)
-    fit.write(other_models, other_datamodels_out, other_features_out)
+    fit_settings = fit.FitSettings.from_config(fit_settings)
+    margins, accuracy = other_models.margins, other_models.target_accuracy
+    other_fit, other_info = fit.fit(models.mask[keep], margins[keep], dataset.target_train_index, fit_settings,
+                                    seed, alpha)
+    fit.write(other_fit, other_datamodels_out, other_features_out)
     refit = bool(n < n_run or diverged.any())
     if refit:
         own_models, own_info = fit.fit(models.mask[keep], models.margins[keep], dataset.target_train_index,
@@ -226,9 +198,10 @@ def run_datamodels(models_path: str, info_path: str, data_path: str, own_datamod
         "alpha": alpha, "n_models_run": n_run, "n_models_used": int(keep.sum()), "n_diverged_other": int(diverged.sum()),
         "own": {"refit": refit, "mean_target_accuracy": float(models.target_accuracy[keep].mean()),
                 "mean_margin": float(models.margins[keep].mean()), "fit": own_info},
-        "other": {"recipe": other, "mean_target_accuracy": float(accuracy[keep].mean()),
-                  "mean_margin": float(margins[keep].mean()), "train_seconds": round(trained, 1), "train_cpu_seconds": round(cpu, 1),
-                  "models_per_second": round(n / max(trained, 1e-9), 1), "fit": other_info},
+        "other": {"recipe": trained.get("recipe"), "mean_target_accuracy": float(accuracy[keep].mean()),
+                  "mean_margin": float(margins[keep].mean()), "train_seconds": trained["train_seconds"],
+                  "train_cpu_seconds": trained["train_cpu_seconds"],
+                  "models_per_second": round(n / max(trained["train_seconds"], 1e-9), 1), "fit": other_info},
     }
     with atomic_output(fit_info_out) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2) + "\n")
