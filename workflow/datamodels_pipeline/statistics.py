@@ -11,7 +11,7 @@ set of rows R (models) with 0/1 masks ``x`` [p] and outputs ``y`` [T] they are
 They are kept for all rows and for the validation rows (lambda selection) separately; the fit
 rows' sums are the difference. Masks are read bit-packed in bounded batches; no
 [models x |S|] matrix exists anywhere. ``gram`` holds exact integer counts in float32 (exact
-below 2^24 models); the output sums are float64.
+below 2^24 models); the output sums are float64 (per-batch products in float32).
 
 Nested prefixes of the rows (the learning curve's fits on fewer models) are snapshots of the same
 running sums, written as the pass crosses each prefix size: one pass serves every fraction.
@@ -122,7 +122,9 @@ class _Accumulator:
         self.n_kept += keep.sum(0)
         self.ysum += yk.sum(0)
         self.yy += (yk * y).sum(0)
-        self.xy.addmm_(yk.T, x.to(torch.float64))
+        # float32 products (x is 0/1: exact; the outputs' float32 rounding, ~1e-7 relative, is far below
+        # the sampling noise), summed across batches in float64.
+        self.xy += (yk.T.to(torch.float32) @ x).to(torch.float64)
 
     def sums(self) -> RowSums:
         return RowSums(self.n, *(t.cpu().numpy() for t in (self.xsum, self.gram, self.n_kept, self.ysum, self.yy,

@@ -171,12 +171,12 @@ def iter_models(path: str | Path, layout: Layout, batch_rows: int) -> Iterator[M
         raise StoreError(f"{path}: not a readable Parquet file ({error})") from error
 
 
-def batch_rows_for(layout: Layout, budget_mb: float = 128, bytes_per_mask_bit: int = 13,
+def batch_rows_for(layout: Layout, budget_mb: float = 128, bytes_per_mask_bit: int = 5,
                    bytes_per_output: int = 40) -> int:
     """Rows per batch so that a stage's work on one batch takes about ``budget_mb``.
 
-    The defaults are the statistics pass's: a mask as bool, float32 and float64 (13 bytes per bit) and a
-    handful of float64 copies of the outputs.
+    The defaults are the statistics pass's: a mask as bool and float32 (5 bytes per bit) and a handful of
+    float64 copies of the outputs.
     """
     per_row = bytes_per_mask_bit * layout.n_train + bytes_per_output * layout.n_targets
     return max(1, int(budget_mb * 2**20 // per_row))
