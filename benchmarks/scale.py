@@ -4,7 +4,7 @@ Writes a synthetic store (|S| = 5,000 training examples, 500 targets; every targ
 planted sparse linear function of the subset mask plus noise) in chunk files, then runs the
 aggregate, statistics and fit stages (``aggregate.run``, ``statistics.run``, ``fit.run_block`` +
 ``fit.merge``), each in its own process, at several model counts. Prints one JSON line per size
-(peak resident memory in MB and seconds per stage, and the mean per-target correlation of the
+(peak resident memory in MB of the stage's own work, after its imports, and seconds per stage, and the mean per-target correlation of the
 fitted weights with the planted ones), then a final line with
 
 * ``memory_ratio``: max over stages of peak memory at the largest size / at the smallest (goal <= 1.25);
@@ -31,25 +31,27 @@ ALPHA = 0.5
 CHUNK = 10_000
 
 STAGE = r"""
-import json, resource, sys, time
+import json, sys, time
 import torch
+from datamodels_pipeline import aggregate, fit, statistics
 args = json.loads(sys.argv[1])
-start = time.perf_counter()
 stage = args.pop("stage")
+# Peak resident memory of the stage itself: reset the high-water mark after the imports (Linux >= 4.0), read it after.
+with open("/proc/self/clear_refs", "w") as handle:
+    handle.write("5")
+start = time.perf_counter()
 if stage == "aggregate":
-    from datamodels_pipeline import aggregate
     aggregate.run(**args)
 elif stage == "statistics":
-    from datamodels_pipeline import statistics
     statistics.run(**args)
 else:
-    from datamodels_pipeline import fit
     fit.run_block(args["statistics"], args["models"], args["info"], args["alpha"], args["settings"], 0,
                   args["threads"], args["block"])
     fit.merge([args["block"]], args["statistics"], args["settings"], args["alpha"], args["datamodels"],
               args["features"], args["fit_info"])
-print(json.dumps({"seconds": time.perf_counter() - start,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+seconds = time.perf_counter() - start
+peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024}))
 """
 
 

@@ -117,10 +117,12 @@ class _SumsProblem:
         return quadratic.clamp_min(0) + residual ** 2
 
 
-def _covariance(gram: np.ndarray, xsum: np.ndarray, n: int, sigma: np.ndarray, device: torch.device,
-                block: int = 2048) -> torch.Tensor:
-    """Standardised feature covariance ``(gram / n - xbar xbar^T) / (sigma sigma^T)``, float32, built in row blocks."""
+def _covariance(gram: np.ndarray, xsum: np.ndarray, n: int, sigma: np.ndarray, device: torch.device
+                ) -> torch.Tensor:
+    """Standardised feature covariance ``(gram / n - xbar xbar^T) / (sigma sigma^T)``, float32, built in row
+    blocks of about 32 MB of float64 temporaries."""
     xbar = np.asarray(xsum, dtype=np.float64) / max(n, 1)
+    block = max(1, 2**22 // gram.shape[0])
     out = torch.empty(gram.shape, dtype=torch.float32, device=device)
     for start in range(0, gram.shape[0], block):
         rows = slice(start, start + block)

@@ -2,6 +2,8 @@
 
 p = data.n_train (|S|), T = targets, M = subsets.n_models, E = subsets.n_eval_models,
 b = targets in one fit job (fit.targets_per_job, or T). None grows with M except where said.
+benchmarks/scale.py measures the stages at p = 5,000, T = 500 (docs/scale.md): aggregate 1.1-1.2 GB,
+statistics 1.4 GB, fit 1.6 GB, whatever the number of models.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 import math
 
 MB = 2**20
-BASE_MB = 600  # Python, torch and pyarrow loaded (measured resident size of an idle stage process)
-BATCH_MB = 256  # one decoded batch of models (store.batch_rows_for); the stages hold a few copies
+BASE_MB = 900  # Python, torch (the CUDA build) and pyarrow loaded: resident size of a stage process before its work
+BATCH_MB = 128  # the work on one batch of models (store.batch_rows_for's budget)
 
 
 def aggregate_mb(p: int, T: int, models_per_chunk: int, M: int) -> int:
@@ -21,13 +23,15 @@ def aggregate_mb(p: int, T: int, models_per_chunk: int, M: int) -> int:
 
 def statistics_mb(p: int, T: int) -> int:
     """Two Gram matrices (float32) and two [T, p] sums (float64) on the device, plus a batch."""
-    return math.ceil(BASE_MB + 3 * BATCH_MB + (2 * 4 * p * p + 2 * 8 * T * p) / MB)
+    return math.ceil(BASE_MB + 2 * BATCH_MB + (2 * 4 * p * p + 2 * 8 * T * p) / MB)
 
 
 def fit_block_mb(p: int, b: int, M: int = 0, exact_train_targets: bool = False) -> int:
-    """Two [p, p] covariances (float32) + per-target [b, p] arrays; the exact train-target form adds the dense rows."""
+    """Two [p, p] covariances (float32, built through ~100 MB of temporaries) + per-target [b, p] float64 arrays
+    (sums of three row sets and their centred forms); the exact train-target form adds the dense rows.
+    Calibrated by benchmarks/scale.py (p = 5,000, b = 500)."""
     dense = M * (p * 5 + 8 * b) if exact_train_targets else 0
-    return math.ceil(BASE_MB + (2 * 4 * p * p + 12 * 8 * b * p + dense) / MB)
+    return math.ceil(BASE_MB + 100 + (2 * 4 * p * p + 16 * 8 * b * p + dense) / MB)
 
 
 def merge_mb(p: int, b: int) -> int:
