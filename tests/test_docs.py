@@ -1,0 +1,67 @@
+"""The documentation: a short README, links that resolve, a configuration reference generated from the schema."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from datamodels_pipeline import config_reference
+from datamodels_pipeline.config import load_schema
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = [REPO / "README.md", REPO / "config" / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
+    headings = re.findall(r"^#+ (.+)$", text, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_readme_is_short() -> None:
+    assert len((REPO / "README.md").read_text().splitlines()) <= 200
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_relative_links_resolve(page: Path) -> None:
+    broken = []
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"^[a-z]+:", target):  # http:, https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        if not file.exists() or not file.is_relative_to(REPO):
+            broken.append(target)
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+            broken.append(target)
+    assert not broken, f"{page.relative_to(REPO)}: links to nothing: {broken}"
+
+
+def test_anchors_follow_github() -> None:
+    page = REPO / "docs" / "formats.md"
+    assert {"metrics-metricsjson", "reading-the-report", "file-formats"} <= anchors(page)
+
+
+def test_config_reference_is_up_to_date() -> None:
+    expected = config_reference.render(load_schema())
+    assert (REPO / "config" / "README.md").read_text() == expected, \
+        "config/README.md is out of date: run python -m datamodels_pipeline.config_reference"
+    assert config_reference.main(["--check"]) == 0
+
+
+def test_config_reference_has_every_key_with_a_description() -> None:
+    text = (REPO / "config" / "README.md").read_text()
+
+    def keys(spec: dict, prefix: str = ""):
+        for name, sub in spec.get("properties", {}).items():
+            yield f"{prefix}{name}", sub
+            yield from keys(sub, f"{prefix}{name}.")
+
+    for key, sub in keys(load_schema()):
+        assert f"| `{key}` |" in text or ("." not in key and f"## `{key}`" in text), key
+        assert sub.get("description"), f"{key} has no description in the schema"
+    assert "| `train.schedule` | `constant` \\| `one_cycle` | cnn: `constant`; resnet9: `one_cycle` |" in text
