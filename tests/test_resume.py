@@ -3,6 +3,8 @@
 Each test runs a tiny one-alpha configuration through snakemake in a subprocess (local executor):
 four train chunks and one eval chunk of 20 models each, two epochs, a short lambda path. The target is
 the core pipeline's summary (data -> chunks -> aggregate -> fit -> evaluate), where resuming matters.
+The models are the MLP trained one per call by the test-only learner ``tests/failing_learner.py``,
+which fails the chunks a test asks it to fail.
 """
 
 from __future__ import annotations
@@ -22,16 +24,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from datamodels_pipeline import fit, store
-from datamodels_pipeline.train_chunk import FAIL_CHUNKS_ENV, FAIL_ONCE_DIR_ENV
+from datamodels_pipeline.seeding import Stream, int_seed
 
-from workflow_helpers import copy_workflow, planned_jobs, snakemake, write_config
+from failing_learner import FAIL_ENV
+from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
 RUN = "tiny"
 ALPHA = "0.5"
 CHUNKS = {"train": 4, "eval": 1}  # n_models / models_per_chunk
-FAILING = f"alpha={ALPHA}/train/1"
+FAILING = f"alpha={ALPHA}/train/1"  # fails on every attempt
+TRANSIENT = f"alpha={ALPHA}/train/2"  # fails on its first attempt only
 TARGET = f"results/{RUN}/summary.md"
 
 
@@ -45,9 +49,37 @@ def tiny(config: dict) -> None:
     config["evaluate"]["learning_curve"] = [1.0]
 
 
+def failing_learner(config: dict) -> None:
+    """The tiny configuration with the MLP behind the test-only custom learner that fails on request."""
+    tiny(config)
+    recipe = {key: config["train"][key] for key in ("epochs", "batch_size", "lr", "momentum", "weight_decay")}
+    config["model"] = {"name": "custom", "entry_point": "failing_learner:train",
+                       "options": {"hidden": config["model"]["hidden"], "train": recipe}}
+    config["train"] = {"device": "cpu"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def learner_on_path():
+    """The snakemake processes import the test-only learner from tests/."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO / "tests"), os.environ.get("PYTHONPATH")])))
+        yield
+
+
+def fail_chunks(monkeypatch: pytest.MonkeyPatch, chunks: dict[str, Path | None]) -> None:
+    """Make each chunk fail: on every attempt (None), or only on the first (a marker folder). The test learner
+    fails the models whose seeds are listed, which are the chunk's (models_per_chunk 20, the smoke config's seed 0)."""
+    requests = []
+    for name, once_dir in chunks.items():
+        chunk = int(name.rsplit("/", 1)[1])  # a train chunk
+        seeds = [int_seed(0, Stream.TRAIN_MODEL, float(ALPHA), i) for i in range(chunk * 20, (chunk + 1) * 20)]
+        requests.append({"chunk": name, "seeds": seeds, **({"once_dir": str(once_dir)} if once_dir else {})})
+    monkeypatch.setenv(FAIL_ENV, json.dumps(requests))
+
+
 def prepare(workdir: Path) -> Path:
     copy_workflow(workdir)
-    return write_config(workdir, RUN, tiny)
+    return write_config(workdir, RUN, failing_learner)
 
 
 def run(workdir: Path, *args: str, config: Path, check: bool = True, target: str = TARGET):
@@ -181,32 +213,28 @@ def test_killed_run_resumes_without_retraining_finished_chunks(tmp_path, referen
     assert_same_results(tmp_path, reference)
 
 
-def test_transient_chunk_failure_is_retried(tmp_path, reference, monkeypatch):
-    config = prepare(tmp_path)
-    markers = tmp_path / "failed-once"
-    monkeypatch.setenv(FAIL_CHUNKS_ENV, FAILING)
-    monkeypatch.setenv(FAIL_ONCE_DIR_ENV, str(markers))
-    result = run(tmp_path, "--retries", "1", config=config)
-    output = result.stdout + result.stderr
-    assert (markers / f"alpha={ALPHA}_train_1.failed").exists(), "the injected failure never fired"
-    assert f"chunk {FAILING}: injected test failure" in output
-    assert "Trying to restart job" in output
-    assert_same_results(tmp_path, reference)
-
-
-def test_permanent_chunk_failure_names_the_chunk_and_keeps_the_others(tmp_path, reference, monkeypatch):
+def test_transient_failure_is_retried_and_permanent_failure_names_the_chunk(tmp_path, reference, monkeypatch):
+    """One run, two failing chunks: TRANSIENT fails on its first attempt only and is retried; FAILING always
+    fails, and --keep-going finishes everything that does not need it."""
     config = prepare(tmp_path)
     failing = chunk_path(tmp_path, "train", 1)
     log = f"results/{RUN}/logs/train_chunk/alpha={ALPHA}/train/chunk-1.log"
-    monkeypatch.setenv(FAIL_CHUNKS_ENV, FAILING)
-    result = run(tmp_path, "--keep-going", config=config, check=False)
+    markers = tmp_path / "failed-once"
+    fail_chunks(monkeypatch, {FAILING: None, TRANSIENT: markers})
+    result = run(tmp_path, "--keep-going", "--retries", "1", config=config, check=False)
     output = result.stdout + result.stderr
+    # The transient failure: it fired once, and the job was restarted.
+    assert (markers / f"alpha={ALPHA}_train_2.failed").exists(), "the injected failure never fired"
+    assert f"chunk {TRANSIENT}: injected test failure" in output
+    assert "Trying to restart job" in output
+    # The permanent failure: snakemake names the rule, the chunk and its log, and the log has the error.
     assert result.returncode != 0
     assert "Error in rule train_chunk" in output
     assert f"chunk {FAILING}: injected test failure" in output
     assert log in output, "snakemake does not point at the failed chunk's log"
     assert f"chunk {FAILING}: injected test failure" in (tmp_path / log).read_text()
-    # --keep-going: every other chunk finished (and the eval aggregate, which does not need the failed one).
+    # --keep-going: every other chunk finished, the retried one too (and the eval aggregate, which does not need
+    # the failed one).
     others = [p for p in all_chunks(tmp_path) if p != failing]
     assert not failing.exists() and all(p.exists() for p in others)
     assert (results(tmp_path) / f"aggregate/alpha={ALPHA}/eval.parquet").exists()
@@ -214,7 +242,7 @@ def test_permanent_chunk_failure_names_the_chunk_and_keeps_the_others(tmp_path, 
     before = identity(others)
 
     # The cause is fixed: the next run trains only the failed chunk and what depends on it.
-    monkeypatch.delenv(FAIL_CHUNKS_ENV)
+    monkeypatch.delenv(FAIL_ENV)
     plan = planned_jobs(run(tmp_path, "-n", config=config))
     assert plan["train_chunk"] == 1 and plan["aggregate"] == 1 and plan["statistics"] == 1, plan
     assert "masks" not in plan and "prepare_data" not in plan, plan
@@ -222,6 +250,7 @@ def test_permanent_chunk_failure_names_the_chunk_and_keeps_the_others(tmp_path, 
     assert set(job_outputs(rerun.stdout + rerun.stderr, "train_chunk").values()) == {
         str(failing.relative_to(tmp_path))}
     assert identity(others) == before
+    # The results, the retried chunk's included, are those of an uninterrupted run.
     assert_same_results(tmp_path, reference)
 
 

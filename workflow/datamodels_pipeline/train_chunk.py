@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -16,40 +15,11 @@ from .seeding import Stream, int_seed
 
 log = logging.getLogger(__name__)
 MODEL_STREAMS = {"train": Stream.TRAIN_MODEL, "eval": Stream.EVAL_MODEL}
-FAIL_CHUNKS_ENV = "DATAMODELS_TEST_FAIL_CHUNKS"
-FAIL_ONCE_DIR_ENV = "DATAMODELS_TEST_FAIL_ONCE_DIR"
-
-
-def inject_test_failure(alpha: float, split: str, chunk: int) -> None:
-    """TEST-ONLY failure injection; does nothing unless the environment variables below are set.
-
-    ``DATAMODELS_TEST_FAIL_CHUNKS`` lists chunks that must fail, comma-separated, each written as
-    ``alpha=<alpha>/<split>/<chunk>`` (e.g. ``alpha=0.5/train/1``). A listed chunk raises RuntimeError
-    naming it, before training. With ``DATAMODELS_TEST_FAIL_ONCE_DIR`` set as well, a chunk fails only
-    on its first attempt: the failure leaves a marker file in that folder and a later attempt that finds
-    the marker trains normally (a transient failure). The workflow tests use this to check retries and
-    the reuse of finished chunks after a failure; never set these variables in a real run.
-    """
-    listed = {item.strip() for item in os.environ.get(FAIL_CHUNKS_ENV, "").split(",") if item.strip()}
-    name = f"alpha={alpha:g}/{split}/{chunk}"
-    if name not in listed:
-        return
-    once_dir = os.environ.get(FAIL_ONCE_DIR_ENV)
-    if once_dir:
-        marker = Path(once_dir) / f"alpha={alpha:g}_{split}_{chunk}.failed"
-        if marker.exists():
-            return
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-    message = f"chunk {name}: injected test failure ({FAIL_CHUNKS_ENV}{', first attempt only' if once_dir else ''})"
-    log.error(message)
-    raise RuntimeError(message)
 
 
 def run(data_path: str, info_path: str, masks_path: str, output_path: str, alpha: float, split: str,
         chunk: int, recipe: dict, seed: int, threads: int) -> None:
     """Train the chunk's models together; store margins and accuracies."""
-    inject_test_failure(alpha, split, chunk)
     torch.set_num_threads(max(1, threads))
     info = json.loads(Path(info_path).read_text())
     dataset = data.load(data_path)
