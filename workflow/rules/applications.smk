@@ -1,8 +1,18 @@
 # Applications of the datamodels (paper section 4); the first two verify their predictions by
 # retraining models on the full training set minus the chosen examples, with the pipeline's recipe.
 APPLICATIONS = f"{RUN}/applications"
-APPLICATION_RULES = ["counterfactuals", "brittleness", "similar_examples", "leakage", "embeddings",
-                     "data_selection", "backdoor", "modeldiff", "unlearning", "attribution"]
+APPLICATION_RULES = [
+    "counterfactuals",
+    "brittleness",
+    "similar_examples",
+    "leakage",
+    "embeddings",
+    "data_selection",
+    "backdoor",
+    "modeldiff",
+    "unlearning",
+    "attribution",
+]
 
 
 rule counterfactuals:
@@ -24,16 +34,16 @@ rule counterfactuals:
             category="Applications",
             labels={"alpha": "{alpha}", "figure": "counterfactuals: margin drop vs k"},
         ),
+    log:
+        f"{RUN}/logs/counterfactuals/alpha={{alpha}}.log",
+    conda:
+        ENV
+    threads: 2
     params:
         code=code("counterfactuals", *LEARNER_FILES),
         settings=config["applications"]["counterfactuals"],
         recipe=recipe(),
         seed=config["seed"],
-    threads: 2
-    log:
-        f"{RUN}/logs/counterfactuals/alpha={{alpha}}.log",
-    conda:
-        ENV
     script:
         "../scripts/counterfactuals.py"
 
@@ -51,16 +61,16 @@ rule brittleness:
             category="Applications",
             labels={"alpha": "{alpha}", "figure": "data support"},
         ),
+    log:
+        f"{RUN}/logs/brittleness/alpha={{alpha}}.log",
+    conda:
+        ENV
+    threads: 2
     params:
         code=code("brittleness", *LEARNER_FILES),
         settings=config["applications"]["brittleness"],
         recipe=recipe(),
         seed=config["seed"],
-    threads: 2
-    log:
-        f"{RUN}/logs/brittleness/alpha={{alpha}}.log",
-    conda:
-        ENV
     script:
         "../scripts/brittleness.py"
 
@@ -78,14 +88,14 @@ rule similar_examples:
             category="Applications",
             labels={"alpha": "{alpha}", "figure": "similar examples"},
         ),
-    params:
-        code=code("similar_examples"),
-        settings=config["applications"]["similar_examples"],
-        seed=config["seed"],
     log:
         f"{RUN}/logs/similar_examples/alpha={{alpha}}.log",
     conda:
         ENV
+    params:
+        code=code("similar_examples"),
+        settings=config["applications"]["similar_examples"],
+        seed=config["seed"],
     script:
         "../scripts/similar_examples.py"
 
@@ -103,13 +113,13 @@ rule leakage:
             category="Applications",
             labels={"alpha": "{alpha}", "figure": "train-test leakage"},
         ),
-    params:
-        code=code("leakage"),
-        settings=config["applications"]["leakage"],
     log:
         f"{RUN}/logs/leakage/alpha={{alpha}}.log",
     conda:
         ENV
+    params:
+        code=code("leakage"),
+        settings=config["applications"]["leakage"],
     script:
         "../scripts/leakage.py"
 
@@ -139,15 +149,15 @@ rule embeddings:
             category="Applications",
             labels={"alpha": "{alpha}", "figure": "embeddings: intervention by retraining"},
         ),
+    log:
+        f"{RUN}/logs/embeddings/alpha={{alpha}}.log",
+    conda:
+        ENV
+    threads: 2
     params:
         code=code("embeddings", *LEARNER_FILES),
         settings=config["applications"]["embeddings"],
         recipe=recipe(),
         seed=config["seed"],
-    threads: 2
-    log:
-        f"{RUN}/logs/embeddings/alpha={{alpha}}.log",
-    conda:
-        ENV
     script:
         "../scripts/embeddings.py"

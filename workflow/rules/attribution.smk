@@ -24,15 +24,15 @@ rule attribution:
             category="Applications",
             labels={"alpha": "{alpha}", "figure": "attribution: LDS vs cost"},
         ),
+    log:
+        f"{RUN}/logs/attribution/alpha={{alpha}}.log",
+    conda:
+        ENV
+    threads: 1
     params:
         code=code("attribution", *LEARNER_FILES),
         settings=config["applications"]["attribution"],
         recipe=recipe(),
         seed=config["seed"],
-    threads: 1
-    log:
-        f"{RUN}/logs/attribution/alpha={{alpha}}.log",
-    conda:
-        ENV
     script:
         "../scripts/attribution.py"

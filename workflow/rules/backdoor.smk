@@ -10,15 +10,15 @@ rule plant_backdoor:
     output:
         data=f"{APPLICATIONS}/backdoor/data.npz",
         info=f"{APPLICATIONS}/backdoor/data.json",
+    log:
+        f"{RUN}/logs/backdoor/plant.log",
+    conda:
+        ENV
     params:
         code=code("backdoor_plant"),
         # only the planting keys: changing the search or retraining settings does not retrain the datamodels
         settings={key: config["applications"]["backdoor"][key] for key in BACKDOOR_PLANT_KEYS},
         seed=config["seed"],
-    log:
-        f"{RUN}/logs/backdoor/plant.log",
-    conda:
-        ENV
     script:
         "../scripts/backdoor_plant.py"
 
@@ -43,15 +43,15 @@ rule backdoor:
             category="Applications",
             labels={"alpha": "{alpha}", "figure": "backdoor: attack success by retraining"},
         ),
+    log:
+        f"{RUN}/logs/backdoor/alpha={{alpha}}.log",
+    conda:
+        ENV
+    threads: 2
     params:
         code=code("backdoor", *LEARNER_FILES),
         settings=config["applications"]["backdoor"],
         recipe=recipe(),
         seed=config["seed"],
-    threads: 2
-    log:
-        f"{RUN}/logs/backdoor/alpha={{alpha}}.log",
-    conda:
-        ENV
     script:
         "../scripts/backdoor.py"

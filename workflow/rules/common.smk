@@ -64,8 +64,10 @@ def entry_point_files(model=None, key="model"):
     else:
         reason = ""
     if spec is None:
-        raise WorkflowError(f"{key}.entry_point {entry_point!r}: module {module_name!r} is not importable by this "
-                            f"Python{reason}; install it or put its folder on PYTHONPATH")
+        raise WorkflowError(
+            f"{key}.entry_point {entry_point!r}: module {module_name!r} is not importable by this "
+            f"Python{reason}; install it or put its folder on PYTHONPATH"
+        )
     return [spec.origin] if spec.origin and spec.origin.endswith(".py") else []
 
 

@@ -15,15 +15,15 @@ rule data_selection:
             category="Applications",
             labels={"alpha": "{alpha}", "figure": "data selection: target performance vs selection size"},
         ),
+    log:
+        f"{RUN}/logs/data_selection/alpha={{alpha}}.log",
+    conda:
+        ENV
+    threads: 2
     params:
         code=code("data_selection", *LEARNER_FILES),
         settings=config["applications"]["data_selection"],
         recipe=recipe(),
         seed=config["seed"],
-    threads: 2
-    log:
-        f"{RUN}/logs/data_selection/alpha={{alpha}}.log",
-    conda:
-        ENV
     script:
         "../scripts/data_selection.py"

@@ -3,13 +3,13 @@ rule masks:
         info=rules.prepare_data.output.info,
     output:
         f"{RUN}/masks/alpha={{alpha}}/{{split}}/chunk-{{chunk}}.parquet",
-    params:
-        code=code("masks"),
-        models=chunk_models,
-        seed=config["seed"],
     log:
         f"{RUN}/logs/masks/alpha={{alpha}}/{{split}}/chunk-{{chunk}}.log",
     conda:
         ENV
+    params:
+        code=code("masks"),
+        models=chunk_models,
+        seed=config["seed"],
     script:
         "../scripts/masks.py"

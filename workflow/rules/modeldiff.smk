@@ -30,20 +30,20 @@ rule modeldiff_models:
         data=rules.prepare_data.output.data,
     output:
         f"{MODELDIFF}/other_models.parquet",
-    params:
-        code=code("modeldiff_models", *MODELDIFF_LEARNER_FILES),
-        settings=config["applications"]["modeldiff"],
-        other=MODELDIFF_OTHER,
-        seed=config["seed"],
+    log:
+        f"{RUN}/logs/modeldiff_models/alpha={{alpha}}.log",
+    conda:
+        ENV
     # One thread, as train_chunk: the batched products are small, and on a loaded 2-core machine two torch threads
     # cost 3x the CPU time for B's models.
     threads: 1
     resources:
         mem_mb=8000,
-    log:
-        f"{RUN}/logs/modeldiff_models/alpha={{alpha}}.log",
-    conda:
-        ENV
+    params:
+        code=code("modeldiff_models", *MODELDIFF_LEARNER_FILES),
+        settings=config["applications"]["modeldiff"],
+        other=MODELDIFF_OTHER,
+        seed=config["seed"],
     script:
         "../scripts/modeldiff_models.py"
 
@@ -63,18 +63,18 @@ rule modeldiff_datamodels:
         own_datamodels=f"{MODELDIFF}/own_datamodels.parquet",
         own_features=f"{MODELDIFF}/own_features.parquet",
         info=f"{MODELDIFF}/fit.json",
-    params:
-        code=code("modeldiff_datamodels"),
-        fit=config["fit"],
-        seed=config["seed"],
-    # One thread: up to 30x slower with two on a loaded 2-core machine for a smoke-size lasso fit.
-    threads: 1
-    resources:
-        mem_mb=8000,
     log:
         f"{RUN}/logs/modeldiff_datamodels/alpha={{alpha}}.log",
     conda:
         ENV
+    # One thread: up to 30x slower with two on a loaded 2-core machine for a smoke-size lasso fit.
+    threads: 1
+    resources:
+        mem_mb=8000,
+    params:
+        code=code("modeldiff_datamodels"),
+        fit=config["fit"],
+        seed=config["seed"],
     script:
         "../scripts/modeldiff_datamodels.py"
 
@@ -107,16 +107,16 @@ rule modeldiff:
             category="Applications",
             labels={"alpha": "{alpha}", "figure": "modeldiff: check by retraining"},
         ),
+    log:
+        f"{RUN}/logs/modeldiff/alpha={{alpha}}.log",
+    conda:
+        ENV
+    threads: 1
     params:
         code=code("modeldiff", *MODELDIFF_LEARNER_FILES),
         settings=config["applications"]["modeldiff"],
         recipe=recipe(),
         other=MODELDIFF_OTHER,
         seed=config["seed"],
-    threads: 1
-    log:
-        f"{RUN}/logs/modeldiff/alpha={{alpha}}.log",
-    conda:
-        ENV
     script:
         "../scripts/modeldiff.py"

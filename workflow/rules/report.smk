@@ -14,13 +14,13 @@ rule summary:
             caption="../report/summary.rst",
             category="Summary",
         ),
-    params:
-        code=code("summary"),
-        alphas=ALPHAS,
-        run=config["run"],
     log:
         f"{RUN}/logs/summary.log",
     conda:
         ENV
+    params:
+        code=code("summary"),
+        alphas=ALPHAS,
+        run=config["run"],
     script:
         "../scripts/summary.py"

@@ -5,10 +5,10 @@ rule train_chunk:
         masks=rules.masks.output[0],
     output:
         f"{RUN}/models/alpha={{alpha}}/{{split}}/chunk-{{chunk}}.parquet",
-    params:
-        code=code("train_chunk", *LEARNER_FILES),
-        recipe=recipe(),
-        seed=config["seed"],
+    log:
+        f"{RUN}/logs/train_chunk/alpha={{alpha}}/{{split}}/chunk-{{chunk}}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         runtime=60,
@@ -16,9 +16,9 @@ rule train_chunk:
         # One GPU per chunk job when the config asks for CUDA (sbatch --gpus=1 on SLURM; 0 requests none).
         # auto requests none: the job uses a GPU only where it lands on one (a GPU node, or gpu: 1 in the profile).
         gpu=1 if config["train"]["device"] == "cuda" else 0,
-    log:
-        f"{RUN}/logs/train_chunk/alpha={{alpha}}/{{split}}/chunk-{{chunk}}.log",
-    conda:
-        ENV
+    params:
+        code=code("train_chunk", *LEARNER_FILES),
+        recipe=recipe(),
+        seed=config["seed"],
     script:
         "../scripts/train_chunk.py"

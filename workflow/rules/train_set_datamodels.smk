@@ -13,18 +13,18 @@ rule train_set_models:
         data=lambda wildcards: TRAIN_SET_DATA[wildcards.variant],
     output:
         f"{APPLICATIONS}/train_set_datamodels/{{variant}}/alpha={{alpha}}/models.parquet",
+    log:
+        f"{RUN}/logs/train_set_models/{{variant}}/alpha={{alpha}}.log",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
     params:
         code=code("train_set_models", *LEARNER_FILES),
         settings=config["applications"]["train_set_datamodels"],
         recipe=recipe(),
         seed=config["seed"],
-    threads: 2
-    resources:
-        mem_mb=8000,
-    log:
-        f"{RUN}/logs/train_set_models/{{variant}}/alpha={{alpha}}.log",
-    conda:
-        ENV
     script:
         "../scripts/train_set_models.py"
 
@@ -37,16 +37,16 @@ rule train_set_datamodels:
         datamodels=f"{APPLICATIONS}/train_set_datamodels/{{variant}}/alpha={{alpha}}/datamodels.parquet",
         features=f"{APPLICATIONS}/train_set_datamodels/{{variant}}/alpha={{alpha}}/features.parquet",
         info=f"{APPLICATIONS}/train_set_datamodels/{{variant}}/alpha={{alpha}}/fit.json",
-    params:
-        code=code("train_set_datamodels"),
-        fit=config["fit"],
-        seed=config["seed"],
-    threads: 2
-    resources:
-        mem_mb=8000,
     log:
         f"{RUN}/logs/train_set_datamodels/{{variant}}/alpha={{alpha}}.log",
     conda:
         ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+    params:
+        code=code("train_set_datamodels"),
+        fit=config["fit"],
+        seed=config["seed"],
     script:
         "../scripts/train_set_datamodels.py"

@@ -6,7 +6,6 @@
 UNLEARNING_LEARNERS = ["mlp", "logistic"]
 
 
-
 rule unlearning:
     input:
         datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
@@ -27,15 +26,15 @@ rule unlearning:
             category="Applications",
             labels={"alpha": "{alpha}", "figure": "unlearning: margins vs retraining"},
         ),
+    log:
+        f"{RUN}/logs/unlearning/alpha={{alpha}}.log",
+    conda:
+        ENV
+    threads: 1
     params:
         code=code("unlearning", *LEARNER_FILES),
         settings=config["applications"]["unlearning"],
         recipe=recipe(),
         seed=config["seed"],
-    threads: 1
-    log:
-        f"{RUN}/logs/unlearning/alpha={{alpha}}.log",
-    conda:
-        ENV
     script:
         "../scripts/unlearning.py"
