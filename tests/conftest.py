@@ -1,4 +1,4 @@
-"""Shared fixtures: the repository root and small synthetic model tables."""
+"""Shared fixtures: one run of the smoke DAG, small synthetic model tables."""
 
 from __future__ import annotations
 
@@ -11,7 +11,18 @@ import torch
 
 from datamodels_pipeline import masks, store
 
+from workflow_helpers import copy_workflow, snakemake, write_config
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole DAG of config/smoke.yaml, run once in a private copy of the workflow and shared by every test
+    that reads its outputs (tests that edit the copy put it back)."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    snakemake(workdir, configfile=write_config(workdir, "smoke"))
+    return workdir
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,13 @@
 """The data sets behind ``data.name``: torchvision's MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-2 read from tiny
 files in their real on-disk formats (no download), the user's own .npz and Parquet files, the config checks,
-the presets, and the smoke DAG on a data file and on tiny CIFAR-2 files with the CNN."""
+the presets, and the smoke DAG on tiny CIFAR-2 files with the CNN (the smoke DAG on an .npz file is in
+test_learners.py, where it shares the logistic learner's run)."""
 
 from __future__ import annotations
 
 import json
 import os
 import pickle
-import time
-from collections.abc import Callable
 from pathlib import Path
 from urllib.error import URLError
 
@@ -321,47 +320,9 @@ def test_presets_build_their_dag_without_data(tmp_path: Path, name: str) -> None
     assert not (workdir / "resources").exists() and not (workdir / "results").exists()
 
 
-# --- the smoke DAG on your own data file ------------------------------------------------------------------------------
+# --- the smoke DAG on tiny CIFAR-2 files ------------------------------------------------------------------------------
 
 ALPHA = 0.5
-
-
-def file_config(path: Path) -> Callable[[dict], None]:
-    """The smoke config on an .npz file, at one alpha and 40 + 20 models."""
-
-    def edit(config: dict) -> None:
-        config["run"] = "own-data"
-        config["data"] = {"name": "file", "path": str(path), "image_shape": [8, 8], "n_train": 200, "n_test": 60,
-                          "targets": "both", "plant_duplicates": {"n": 3, "noise": 0.05}}
-        config["subsets"].update(alphas=[ALPHA], n_models=40, n_eval_models=20, models_per_chunk=20)
-
-    return edit
-
-
-@pytest.mark.workflow
-def test_smoke_dag_runs_on_an_npz_file(tmp_path: Path) -> None:
-    from sklearn.datasets import load_digits
-
-    workdir = copy_workflow(tmp_path / "work")
-    x, y = load_digits(return_X_y=True)
-    split = (np.arange(len(y)) >= 1500).astype(np.int64)  # the last 297 digits are the test examples
-    own = tmp_path / "own.npz"
-    np.savez(own, x=(x / 16).astype(np.float32), y=y, split=split)
-    config = write_config(workdir, "own-data", file_config(own))
-    run = "results/own-data"
-    snakemake(workdir, "--show-failed-logs", f"{run}/summary.md",
-              f"{run}/applications/counterfactuals/alpha={ALPHA:g}/summary.json", configfile=config)
-    info = json.loads((workdir / run / "data/dataset.json").read_text())
-    assert info["name"] == "file" and info["n_train"] == 200 and info["n_targets"] == 260
-    assert info["image_shape"] == [8, 8]
-    metrics = json.loads((workdir / run / f"evaluation/alpha={ALPHA:g}/metrics.json").read_text())
-    assert np.isfinite(metrics["lds"]) and metrics["mean_target_accuracy_eval_models"] > 0.5
-
-    # The file is an input: editing it reruns the pipeline from prepare_data.
-    time.sleep(1)
-    np.savez(own, x=(x / 16).astype(np.float32), y=np.roll(y, 1), split=split)
-    dry_run = snakemake(workdir, "-n", f"{run}/summary.md", configfile=config)
-    assert planned_jobs(dry_run)["prepare_data"] == 1 and str(own) in dry_run.stdout
 
 
 CIFAR_PATCH = '''"""Test only: torchvision's CIFAR loader accepts the tiny test files (not the real md5 sums)."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -392,14 +394,28 @@ WORKFLOW_LEARNERS = {
 }
 
 
-def reduced(name: str, **train: object) -> Callable[[dict], None]:
-    """The smoke config at one alpha and 40 + 20 models, with the learner ``name``."""
+def write_own_data(path: Path, roll: int = 0) -> None:
+    """Digits as a user's .npz file: the last 297 are the test examples (split 1); ``roll`` shifts the labels."""
+    x, y = load_digits(return_X_y=True)
+    split = (np.arange(len(y)) >= 1500).astype(np.int64)
+    np.savez(path, x=(x / 16).astype(np.float32), y=np.roll(y, roll), split=split)
+
+
+def reduced(name: str, own_data: Path, **train: object) -> Callable[[dict], None]:
+    """The smoke config at one alpha, 40 + 20 models and a one-point learning curve, with the learner ``name``:
+    the test targets only, except for logistic, which reads the .npz file ``own_data`` (n_train 200, n_test 60,
+    targets both)."""
 
     def edit(config: dict) -> None:
         config["run"] = f"learner-{name}"
+        config["data"]["targets"] = "test"
+        if name == "logistic":
+            config["data"] = {"name": "file", "path": str(own_data), "image_shape": [8, 8], "n_train": 200,
+                              "n_test": 60, "targets": "both", "plant_duplicates": {"n": 3, "noise": 0.05}}
         config["model"] = {"name": name, **WORKFLOW_LEARNERS[name]["model"]}
         config["train"] = {**WORKFLOW_LEARNERS[name].get("train", config["train"]), **train}
         config["subsets"].update(alphas=[ALPHA], n_models=40, n_eval_models=20, models_per_chunk=20)
+        config["evaluate"]["learning_curve"] = [1.0]
 
     return edit
 
@@ -411,7 +427,9 @@ def targets(run: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def learner_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_workflow(tmp_path_factory.mktemp("learners"))
+    workdir = copy_workflow(tmp_path_factory.mktemp("learners"))
+    write_own_data(workdir / "own.npz")
+    return workdir
 
 
 @pytest.fixture(scope="module")
@@ -419,7 +437,7 @@ def learner_runs(learner_workdir: Path) -> dict[str, Path]:
     """Runs the reduced DAG once per learner; returns each learner's config file."""
     configs = {}
     for name in WORKFLOW_LEARNERS:
-        configs[name] = write_config(learner_workdir, f"learner-{name}", reduced(name))
+        configs[name] = write_config(learner_workdir, f"learner-{name}", reduced(name, learner_workdir / "own.npz"))
         snakemake(learner_workdir, "--show-failed-logs", *targets(f"learner-{name}"), configfile=configs[name])
     return configs
 
@@ -474,7 +492,33 @@ def test_editing_a_learner_retrains_only_its_runs(learner_workdir: Path, learner
 @pytest.mark.workflow
 def test_gpu_is_requested_for_cuda_only(learner_workdir: Path) -> None:
     for device, gpus in (("cuda", 1), ("auto", 0), ("cpu", 0)):
-        config = write_config(learner_workdir, f"gpu-{device}", reduced("logistic", device=device))
+        config = write_config(learner_workdir, f"gpu-{device}",
+                              reduced("logistic", learner_workdir / "own.npz", device=device))
         dry_run = snakemake(learner_workdir, "-n", "--force", "--show-failed-logs",
                             f"results/learner-logistic/models/alpha={ALPHA:g}/train/chunk-0.parquet", configfile=config)
         assert re.search(rf"resources: .*\bgpu={gpus}\b", dry_run.stdout), dry_run.stdout
+
+
+@pytest.mark.workflow
+def test_smoke_dag_runs_on_an_npz_file(learner_workdir: Path, learner_runs: dict[str, Path]) -> None:
+    """The logistic learner's run reads the user's .npz file (moved here from test_datasets.py to share the run)."""
+    run = "results/learner-logistic"
+    info = json.loads((learner_workdir / run / "data/dataset.json").read_text())
+    assert info["name"] == "file" and info["n_train"] == 200 and info["n_targets"] == 260
+    assert info["image_shape"] == [8, 8]
+    metrics = json.loads((learner_workdir / run / f"evaluation/alpha={ALPHA:g}/metrics.json").read_text())
+    assert np.isfinite(metrics["lds"]) and metrics["mean_target_accuracy_eval_models"] > 0.5
+
+    # The file is an input: editing it reruns the pipeline from prepare_data. The original is put back after, with
+    # its modification time, so that the run stays up to date for the other tests.
+    own = learner_workdir / "own.npz"
+    original, stat = own.read_bytes(), own.stat()
+    try:
+        time.sleep(1)
+        write_own_data(own, roll=1)
+        dry_run = snakemake(learner_workdir, "-n", f"{run}/summary.md", configfile=learner_runs["logistic"])
+        assert planned_jobs(dry_run)["prepare_data"] == 1 and str(own) in dry_run.stdout
+    finally:
+        own.write_bytes(original)
+        os.utime(own, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert planned_jobs(snakemake(learner_workdir, "-n", f"{run}/summary.md", configfile=learner_runs["logistic"])) == {}

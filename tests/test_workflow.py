@@ -22,11 +22,9 @@ APPLICATIONS = ("counterfactuals", "brittleness", "similar_examples", "leakage",
 OWN_FITS = ("train_set_datamodels", "modeldiff_datamodels")
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
-    snakemake(workdir, configfile=write_config(workdir, "smoke"))
-    return workdir
+@pytest.fixture
+def run_dir(smoke_run):
+    return smoke_run
 
 
 def results(run_dir):
