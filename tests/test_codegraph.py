@@ -94,3 +94,17 @@ def test_learners_are_loaded_by_name_only():
     train_chunk = set(codegraph.closure([REPO / "workflow" / "scripts" / "train_chunk.py"], root=root))
     assert root / "training.py" in train_chunk
     assert not {root / "cnn.py", root / "resnet9.py", root / "custom.py"} & train_chunk
+
+
+def test_a_custom_entry_points_file_enters_the_fingerprint(package):
+    """A file outside the package (a user's entry point) counts with the modules it imports from the package."""
+    root = package / "datamodels_pipeline"
+    entry = package / "my_learner.py"
+    entry.write_text("from datamodels_pipeline import training\n\ndef train():\n    return 1\n")
+    script = package / "scripts" / "train_chunk.py"
+    with_entry = codegraph.fingerprint([script, entry], root=root)
+    assert with_entry != codegraph.fingerprint([script], root=root)
+    entry.write_text(entry.read_text() + "# a comment\n")
+    assert codegraph.fingerprint([script, entry], root=root) == with_entry
+    entry.write_text(entry.read_text().replace("return 1", "return 2"))
+    assert codegraph.fingerprint([script, entry], root=root) != with_entry

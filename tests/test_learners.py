@@ -472,21 +472,24 @@ def test_smoke_dag_runs_with_the_learner(learner_workdir: Path, learner_runs: di
 
 @pytest.mark.workflow
 def test_editing_a_learner_retrains_only_its_runs(learner_workdir: Path, learner_runs: dict[str, Path]) -> None:
-    module = learner_workdir / "workflow/datamodels_pipeline/image_training.py"
-    original = module.read_text()
-    try:
-        module.write_text(original + "\n# an edit\n")
-        cnn_jobs = planned_jobs(snakemake(learner_workdir, "-n", "--show-failed-logs", *targets("learner-cnn"),
-                                          configfile=learner_runs["cnn"]))
-        assert cnn_jobs["train_chunk"] == 3 and cnn_jobs["counterfactuals"] == 1
-        assert planned_jobs(snakemake(learner_workdir, "-n", "--show-failed-logs", *targets("learner-logistic"),
-                                      configfile=learner_runs["logistic"])) == {}
-    finally:
-        module.write_text(original)
-    dry_run = snakemake(learner_workdir, "-n", "--force", "--show-failed-logs",
-                        f"results/learner-custom/models/alpha={ALPHA:g}/train/chunk-0.parquet",
-                        configfile=learner_runs["custom"])
-    assert "examples/sklearn_logistic.py" in dry_run.stdout  # the entry point's module is an input of train_chunk
+    """The run's learner module is part of its training code fingerprint; another learner's is not."""
+
+    def plan(name: str) -> dict[str, int]:
+        return planned_jobs(snakemake(learner_workdir, "-n", "--show-failed-logs", *targets(f"learner-{name}"),
+                                      configfile=learner_runs[name]))
+
+    for module, retrained, untouched in (("image_training.py", "cnn", "logistic"), ("custom.py", "custom", "cnn")):
+        path = learner_workdir / "workflow/datamodels_pipeline" / module
+        original = path.read_text()
+        try:
+            path.write_text(original + "\n# a comment: no new code\n")
+            assert plan(retrained) == {}, module
+            path.write_text(original + "\n_EDIT = 1\n")
+            jobs = plan(retrained)
+            assert jobs["train_chunk"] == 3 and jobs["counterfactuals"] == 1, (module, jobs)
+            assert plan(untouched) == {}, module
+        finally:
+            path.write_text(original)
 
 
 @pytest.mark.workflow

@@ -20,15 +20,15 @@ rule evaluate:
             category="Evaluation",
             labels={"alpha": "{alpha}", "figure": "per-target LDS"},
         ),
-    params:
-        code=code("evaluate"),
-    threads: 2
-    resources:
-        mem_mb=sizing.evaluate_mb(N_TRAIN, N_TARGETS, SPLIT_SIZES["eval"]),
     log:
         f"{RUN}/logs/evaluate/alpha={{alpha}}.log",
     conda:
         ENV
+    threads: 2
+    resources:
+        mem_mb=sizing.evaluate_mb(N_TRAIN, N_TARGETS, SPLIT_SIZES["eval"]),
+    params:
+        code=code("evaluate"),
     script:
         "../scripts/evaluate.py"
 
@@ -50,16 +50,16 @@ rule learning_curve:
             category="Evaluation",
             labels={"alpha": "{alpha}", "figure": "learning curve"},
         ),
-    params:
-        code=code("learning_curve"),
-        fractions=config["evaluate"]["learning_curve"],
-        fit=config["fit"],
-    threads: 2
-    resources:
-        mem_mb=FIT_BLOCK_MB + sizing.evaluate_mb(N_TRAIN, N_TARGETS, SPLIT_SIZES["eval"]) - sizing.BASE_MB,
     log:
         f"{RUN}/logs/learning_curve/alpha={{alpha}}.log",
     conda:
         ENV
+    threads: 2
+    resources:
+        mem_mb=FIT_BLOCK_MB + sizing.evaluate_mb(N_TRAIN, N_TARGETS, SPLIT_SIZES["eval"]) - sizing.BASE_MB,
+    params:
+        code=code("learning_curve"),
+        fractions=config["evaluate"]["learning_curve"],
+        fit=config["fit"],
     script:
         "../scripts/learning_curve.py"

@@ -10,6 +10,14 @@ rule statistics:
         data=rules.prepare_data.output.data,
     output:
         directory(f"{RUN}/statistics/alpha={{alpha}}"),
+    log:
+        f"{RUN}/logs/statistics/alpha={{alpha}}.log",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=sizing.statistics_mb(N_TRAIN, N_TARGETS),
+        gpu=1 if config["fit"]["device"] == "cuda" else 0,
     params:
         code=code("statistics"),
         # Only what the sums depend on: a lambda-path setting refits without summing the models again.
@@ -17,14 +25,6 @@ rule statistics:
         device=config["fit"]["device"],
         fractions=config["evaluate"]["learning_curve"],
         seed=config["seed"],
-    threads: 2
-    resources:
-        mem_mb=sizing.statistics_mb(N_TRAIN, N_TARGETS),
-        gpu=1 if config["fit"]["device"] == "cuda" else 0,
-    log:
-        f"{RUN}/logs/statistics/alpha={{alpha}}.log",
-    conda:
-        ENV
     script:
         "../scripts/statistics.py"
 
@@ -37,17 +37,17 @@ rule fit_datamodels:
         info=rules.prepare_data.output.info,
     output:
         f"{RUN}/datamodels/alpha={{alpha}}/blocks/block-{{block}}.parquet",
-    params:
-        code=code("fit_datamodels"),
-        fit=config["fit"],
-    threads: 2
-    resources:
-        mem_mb=FIT_BLOCK_MB,
-        gpu=1 if config["fit"]["device"] == "cuda" else 0,
     log:
         f"{RUN}/logs/fit_datamodels/alpha={{alpha}}/block-{{block}}.log",
     conda:
         ENV
+    threads: 2
+    resources:
+        mem_mb=FIT_BLOCK_MB,
+        gpu=1 if config["fit"]["device"] == "cuda" else 0,
+    params:
+        code=code("fit_datamodels"),
+        fit=config["fit"],
     script:
         "../scripts/fit_datamodels.py"
 
@@ -63,14 +63,14 @@ rule merge_datamodels:
         datamodels=f"{RUN}/datamodels/alpha={{alpha}}/datamodels.parquet",
         features=f"{RUN}/datamodels/alpha={{alpha}}/features.parquet",
         info=f"{RUN}/datamodels/alpha={{alpha}}/fit.json",
-    params:
-        code=code("merge_datamodels"),
-        fit=config["fit"],
-    resources:
-        mem_mb=sizing.merge_mb(N_TRAIN, FIT_BLOCK_TARGETS),
     log:
         f"{RUN}/logs/merge_datamodels/alpha={{alpha}}.log",
     conda:
         ENV
+    resources:
+        mem_mb=sizing.merge_mb(N_TRAIN, FIT_BLOCK_TARGETS),
+    params:
+        code=code("merge_datamodels"),
+        fit=config["fit"],
     script:
         "../scripts/merge_datamodels.py"
