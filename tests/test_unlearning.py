@@ -14,7 +14,6 @@ from scipy import integrate, stats
 from datamodels_pipeline import config, data, fit
 from datamodels_pipeline.applications import unlearning
 from datamodels_pipeline.config import ConfigError
-from datamodels_pipeline.outputs import correct_class_margin
 
 from conftest import REPO
 

@@ -25,9 +25,12 @@ def fit_prefix(folder: Path, train_path: str, layout: store.Layout, rows: int, s
                ) -> fit.Datamodels:
     """Datamodels of every target from a prefix's statistics, fit.targets_per_job targets at a time (as the fit jobs)."""
 
+    loaded: list[store.Models] = []  # the training models, read once for every block that needs them
+
     def prefix_rows() -> fit.Rows:
-        models = store.read_models(train_path, layout)
-        return models.mask[:rows], models.margins[:rows, block]
+        if not loaded:
+            loaded.append(store.read_models(train_path, layout))
+        return loaded[0].mask[:rows], loaded[0].margins[:rows, block]
 
     shared = statistics.load(folder, targets=np.zeros(0, np.int64))  # the sums every target shares
     n_targets = layout.n_targets

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 
 from . import data, devices, sizing, store
@@ -246,8 +247,6 @@ def prefix_sizes(n: int, fractions: Sequence[float]) -> list[int]:
 def run(models_path: str, info_path: str, data_path: str, alpha: float, val_fraction: float, seed: int,
         fractions: Sequence[float], device: str, threads: int, output_path: str) -> None:
     """Sum the training models of one alpha (and the learning curve's prefixes) in one pass; write the folder."""
-    import pyarrow.parquet as pq
-
     torch.set_num_threads(max(1, threads))
     start = time.perf_counter()
     sizing.return_freed_memory()

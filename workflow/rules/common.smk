@@ -25,11 +25,13 @@ N_TRAIN = config["data"]["n_train"]
 N_TARGETS = n_targets(config["data"])
 FIT_BLOCK_TARGETS = min(N_TARGETS, config["fit"]["targets_per_job"] or N_TARGETS)
 N_FIT_BLOCKS = -(-N_TARGETS // FIT_BLOCK_TARGETS)
+# Fit jobs with training-example targets under fit.train_targets: exact hold every model's dense mask.
+EXACT_TRAIN_TARGETS = config["fit"]["train_targets"] == "exact" and config["data"]["targets"] != "test"
 FIT_BLOCK_MB = sizing.fit_block_mb(
     N_TRAIN,
     FIT_BLOCK_TARGETS,
     SPLIT_SIZES["train"],
-    exact_train_targets=config["fit"]["train_targets"] == "exact" and config["data"]["targets"] != "test",
+    exact_train_targets=EXACT_TRAIN_TARGETS,
 )
 PACKAGE = Path(workflow.basedir) / "workflow" / "datamodels_pipeline"
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"

@@ -56,7 +56,14 @@ rule learning_curve:
         ENV
     threads: 2
     resources:
-        mem_mb=FIT_BLOCK_MB + sizing.evaluate_mb(N_TRAIN, N_TARGETS, SPLIT_SIZES["eval"]) - sizing.BASE_MB,
+        mem_mb=sizing.learning_curve_mb(
+            N_TRAIN,
+            N_TARGETS,
+            SPLIT_SIZES["eval"],
+            FIT_BLOCK_TARGETS,
+            SPLIT_SIZES["train"],
+            EXACT_TRAIN_TARGETS,
+        ),
     params:
         code=code("learning_curve"),
         fractions=config["evaluate"]["learning_curve"],
