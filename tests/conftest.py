@@ -11,7 +11,7 @@ import torch
 
 from datamodels_pipeline import masks, store
 
-from workflow_helpers import copy_workflow, snakemake, write_config
+from workflow_helpers import REFERENCE_TARGETS, RUN, copy_workflow, snakemake, tiny, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,6 +22,15 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     that reads its outputs (tests that edit the copy put it back)."""
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
     snakemake(workdir, configfile=write_config(workdir, "smoke"))
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted local run of the tiny configuration (the MLP learner), up to what
+    ``workflow_helpers.assert_same_results`` compares: the expected results of the resume and SLURM tests."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("tiny-reference"))
+    snakemake(workdir, *REFERENCE_TARGETS, configfile=write_config(workdir, RUN, tiny))
     return workdir
 
 

@@ -8,7 +8,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from datamodels_pipeline.config import ConfigError, validate
 from datamodels_pipeline.image_training import Augmentation, ImageData, ImageRecipe
 from datamodels_pipeline.seeding import Stream, int_seed
 
+from test_datasets import write_cifar
 from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -402,9 +403,10 @@ def write_own_data(path: Path, roll: int = 0) -> None:
 
 
 def reduced(name: str, own_data: Path, **train: object) -> Callable[[dict], None]:
-    """The smoke config at one alpha, 40 + 20 models and a one-point learning curve, with the learner ``name``:
-    the test targets only, except for logistic, which reads the .npz file ``own_data`` (n_train 200, n_test 60,
-    targets both)."""
+    """The smoke config with 40 + 20 models and a one-point learning curve, with the learner ``name``: digits' test
+    targets at one alpha, except for logistic, which reads the .npz file ``own_data`` (n_train 200, n_test 60,
+    targets both) at two alphas (the one run of several alphas in the tests), and cnn, which reads tiny CIFAR-2
+    files in torchvision's format (80 training and 30 test cats and dogs, targets both; see ``learner_workdir``)."""
 
     def edit(config: dict) -> None:
         config["run"] = f"learner-{name}"
@@ -412,12 +414,19 @@ def reduced(name: str, own_data: Path, **train: object) -> Callable[[dict], None
         if name == "logistic":
             config["data"] = {"name": "file", "path": str(own_data), "image_shape": [8, 8], "n_train": 200,
                               "n_test": 60, "targets": "both", "plant_duplicates": {"n": 3, "noise": 0.05}}
+        if name == "cnn":
+            config["data"] = {"name": "cifar2", "download": False, "n_train": 80, "n_test": 30, "targets": "both",
+                              "plant_duplicates": {"n": 3, "noise": 0.05}}
         config["model"] = {"name": name, **WORKFLOW_LEARNERS[name]["model"]}
         config["train"] = {**WORKFLOW_LEARNERS[name].get("train", config["train"]), **train}
-        config["subsets"].update(alphas=[ALPHA], n_models=40, n_eval_models=20, models_per_chunk=20)
+        config["subsets"].update(alphas=ALPHAS[name], n_models=40, n_eval_models=20, models_per_chunk=20)
+        config["fit"]["targets_per_job"] = 1000  # one fit job
         config["evaluate"]["learning_curve"] = [1.0]
 
     return edit
+
+
+ALPHAS = {"logistic": [ALPHA, 0.25], "cnn": [ALPHA], "custom": [ALPHA]}
 
 
 def targets(run: str) -> list[str]:
@@ -425,11 +434,46 @@ def targets(run: str) -> list[str]:
     return [f"results/{run}/summary.md", f"results/{run}/applications/counterfactuals/alpha={ALPHA:g}/summary.json"]
 
 
+CIFAR_PATCH = '''"""Test only: torchvision's CIFAR loader accepts the tiny test files (not the real md5 sums)."""
+import importlib.abc
+import importlib.util
+import os
+import sys
+
+
+class _PatchCifar(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "torchvision.datasets.cifar":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            module.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _PatchCifar())
+'''
+
+
 @pytest.fixture(scope="module")
-def learner_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def learner_workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The workflow with the user's .npz file (logistic) and tiny CIFAR-10 files in resources/ (cnn, no download;
+    the md5 check is lifted in the Snakemake processes only, by a sitecustomize on their PYTHONPATH)."""
     workdir = copy_workflow(tmp_path_factory.mktemp("learners"))
     write_own_data(workdir / "own.npz")
-    return workdir
+    write_cifar(workdir / "resources", per_batch=100, n_test=150)  # 100 training and 30 test cats and dogs
+    patch = workdir / "sitecustomize"
+    patch.mkdir()
+    (patch / "sitecustomize.py").write_text(CIFAR_PATCH)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(patch), os.environ.get("PYTHONPATH")])))
+        yield workdir
 
 
 @pytest.fixture(scope="module")
@@ -446,9 +490,12 @@ def learner_runs(learner_workdir: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("name", list(WORKFLOW_LEARNERS))
 def test_smoke_dag_runs_with_the_learner(learner_workdir: Path, learner_runs: dict[str, Path], name: str) -> None:
     base = learner_workdir / "results" / f"learner-{name}"
-    metrics = json.loads((base / f"evaluation/alpha={ALPHA:g}/metrics.json").read_text())
-    assert metrics["n_train_models"] == 40 and metrics["n_eval_models"] == 20
-    assert np.isfinite(metrics["lds"]) and metrics["mean_target_accuracy_eval_models"] > 0.5
+    for alpha in ALPHAS[name]:
+        metrics = json.loads((base / f"evaluation/alpha={alpha:g}/metrics.json").read_text())
+        assert metrics["n_train_models"] == 40 and metrics["n_eval_models"] == 20
+        assert np.isfinite(metrics["lds"])
+        if name != "cnn":  # the tiny CIFAR-2 files are random pixels
+            assert metrics["mean_target_accuracy_eval_models"] > 0.5
     assert "LDS" in (base / "summary.md").read_text()
     counterfactuals = json.loads((base / f"applications/counterfactuals/alpha={ALPHA:g}/summary.json").read_text())
     settings = SMOKE["applications"]["counterfactuals"]
@@ -457,17 +504,21 @@ def test_smoke_dag_runs_with_the_learner(learner_workdir: Path, learner_runs: di
     log = (base / f"logs/train_chunk/alpha={ALPHA:g}/train/chunk-1.log").read_text()
     assert "20 models in" in log and f", {name} on cpu" in log
 
-    # The stored margins are those of the learner, recomputed here from the stored data and masks.
+    # The stored margins are those of the learner, recomputed here from the stored data and masks (the last alpha's).
     config = validate(yaml.safe_load(learner_runs[name].read_text()))
     dataset = data.load(base / "data/dataset.npz")
     info = json.loads((base / "data/dataset.json").read_text())
-    stored = store.read_models(base / f"models/alpha={ALPHA:g}/train/chunk-1.parquet", store.layout_for(info, ALPHA))
-    seeds = [int_seed(config["seed"], Stream.TRAIN_MODEL, ALPHA, int(i)) for i in stored.model_id]
+    alpha = ALPHAS[name][-1]
+    stored = store.read_models(base / f"models/alpha={alpha:g}/train/chunk-1.parquet", store.layout_for(info, alpha))
+    seeds = [int_seed(config["seed"], Stream.TRAIN_MODEL, alpha, int(i)) for i in stored.model_id]
     again = learners.train({"model": config["model"], "train": config["train"]}, dataset.x_train, dataset.y_train,
                            masks.to_subsets(stored.mask), seeds, dataset.x_targets, dataset.y_targets,
                            image_shape=dataset.image_shape)
     np.testing.assert_allclose(stored.margins, again.margins, rtol=0, atol=1e-5)
     np.testing.assert_allclose(stored.target_accuracy, again.target_accuracy, atol=1e-6)
+    if name == "cnn":  # CIFAR-2 read from torchvision's files: two classes, channels first
+        assert info["name"] == "cifar2" and info["n_classes"] == 2 and info["image_shape"] == [3, 32, 32]
+        assert info["n_train"] == 80 and info["n_targets"] == 110
 
 
 @pytest.mark.workflow
