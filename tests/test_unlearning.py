@@ -157,9 +157,11 @@ def test_finetune_on_labels_takes_exactly_the_steps(one_thread):
 
 
 def test_learner_and_settings_checks():
-    with pytest.raises(ValueError, match="model.name 'cnn'"):
-        unlearning.check_learner({"model": {"name": "cnn"}, "train": {}})
+    with pytest.raises(ValueError, match="model.name 'resnet9'.*torch_module"):
+        unlearning.check_learner({"model": {"name": "resnet9"}, "train": {}})
     unlearning.check_learner({"model": {"name": "logistic"}, "train": {}})
+    own = {"name": "custom", "entry_point": "datamodels_pipeline.examples.own_torch_model:TanhNet"}
+    unlearning.check_learner({"model": own, "train": {}})
     with pytest.raises(ValueError, match="n_seeds"):
         unlearning.check_settings({"n_seeds": 1, "klom_std_floor": 0.1})
 
@@ -238,12 +240,16 @@ def test_tiny_run_writes_outputs_and_dmm_moves_forget_margins_to_the_prediction(
                        0, 1, **{k: str(v) for k, v in out.items()})
 
 
-def test_the_workflow_names_the_same_learners_as_the_module():
-    """unlearning.smk spells the learners out (parsing must not import torch); they must stay the module's."""
-    import re
-
+def test_the_workflow_leaves_unlearning_out_by_declared_capability():
+    """rule all leaves unlearning out for the learners that do not declare the torch network (protocol.py), not by
+    a list of names."""
     from conftest import REPO
 
-    rules = (REPO / "workflow/rules/unlearning.smk").read_text()
-    spelled = re.search(r"^UNLEARNING_LEARNERS = \[(.*)\]$", rules, re.M).group(1)
-    assert tuple(name.strip().strip('"') for name in spelled.split(",")) == unlearning.MODULE_LEARNERS
+    from datamodels_pipeline import protocol
+
+    assert "UNLEARNING_LEARNERS" not in (REPO / "workflow/rules/unlearning.smk").read_text()
+    sklearn = {"name": "custom", "entry_point": "datamodels_pipeline.examples.sklearn_logistic:train"}
+    assert protocol.applications_left_out(sklearn, ["unlearning", "leakage"]) == {"unlearning": "torch_module"}
+    for model in ({"name": "mlp"}, {"name": "logistic"},
+                  {"name": "custom", "entry_point": "datamodels_pipeline.examples.own_torch_model:TanhNet"}):
+        assert protocol.applications_left_out(model, ["unlearning", "attribution"]) == {}

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .image_training import ImageData, ImageRecipe, ModelFactory, channel_layout, train_vmapped
-from .training import TrainResult
+from .protocol import MARGINS, Learner, TrainData, TrainResult
 
 DEFAULT_CHANNELS = (16, 32)
 
@@ -41,10 +41,13 @@ def factory(model: dict, image_shape: Sequence[int], n_classes: int) -> ModelFac
     return lambda: small_cnn(channels, height, width, widths, n_classes)
 
 
-def train(recipe: dict, x_train: np.ndarray, y_train: np.ndarray, subsets: np.ndarray, seeds: Sequence[int],
-          x_targets: np.ndarray, y_targets: np.ndarray, device: torch.device, image_shape: Sequence[int]
-          ) -> TrainResult:
-    """Learner entry point (see ``learners.train``)."""
-    settings = ImageRecipe.from_config(recipe["train"])
-    data = ImageData.from_arrays(x_train, y_train, x_targets, y_targets, image_shape, device, settings.normalize)
-    return train_vmapped(factory(recipe["model"], image_shape, data.n_classes), settings, data, subsets, seeds)
+class CNN(Learner):
+    """Learner ``cnn`` (see the module docstring): the models of a chunk stepped together with ``vmap``."""
+
+    capabilities = frozenset({MARGINS})
+
+    def train_models(self, data: TrainData, subsets: np.ndarray, seeds: Sequence[int]) -> TrainResult:
+        settings = ImageRecipe.from_config(self.train)
+        images = ImageData.from_arrays(data.x_train, data.y_train, data.x_targets, data.y_targets, data.image_shape,
+                                       torch.device(data.device), settings.normalize)
+        return train_vmapped(factory(self.model, data.image_shape, images.n_classes), settings, images, subsets, seeds)

@@ -36,7 +36,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from . import augment
 from .augment import Augmentation
 from .outputs import correct_class_margin
-from .training import TrainResult
+from .protocol import TrainResult
 
 SCHEDULES = ("constant", "one_cycle")
 EVAL_EXAMPLES = 2048
