@@ -29,7 +29,7 @@ def train_other(dataset, recipe: dict, mask: np.ndarray, seeds: list[int], batch
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Margins ``[M, n_targets]`` and target accuracies ``[M]`` of B's models, one per (mask row, seed)."""
     from .. import devices, learners, masks
-from ..protocol import TrainData
+    from ..protocol import TrainData
 
     device = devices.resolve(recipe["train"].get("device", "cpu"))
     subsets = masks.to_subsets(mask)
