@@ -300,6 +300,9 @@ TINY_RECIPES = {
                                                                "momentum": 0.9, "weight_decay": 0.0}},
     "logistic": {"model": {"name": "logistic"}, "train": {"epochs": 4, "batch_size": 16, "lr": 0.1, "momentum": 0.9,
                                                           "weight_decay": 0.0}},
+    # label smoothing: the learner's own loss in the Hessian and the per-example loss gradients
+    "cnn": {"model": {"name": "cnn", "channels": [4, 8]}, "train": {"epochs": 4, "batch_size": 16, "lr": 0.05,
+                                                                   "schedule": "constant", "tta_flip": False}},
     "own_torch_model": {"model": {"name": "custom", "entry_point": OWN_TORCH_ENTRY_POINT,
                                   "options": {"hidden": 8, "epochs": 4, "batch_size": 16}}, "train": {}},
 }
@@ -315,8 +318,7 @@ def test_network_methods_run_end_to_end_on_a_tiny_run(learner):
     dataset = data.split_dataset(x, y, shape, n_train=60, targets="test", seed=0, n_test=15)
     recipe = TINY_RECIPES[learner]
     subsets = masks.draw_subsets(0, "eval", 0.5, range(40), 60)
-    result = learners.train(recipe, dataset.x_train, dataset.y_train, subsets, list(range(40)), dataset.x_targets,
-                            dataset.y_targets)
+    result = learners.train_on(recipe, protocol.TrainData.of(dataset), subsets, list(range(40)))
     held_out = evaluate.HeldOut.from_models(
         store.Models(np.arange(40), masks.to_mask(subsets, 60), result.margins, result.train_accuracy,
                      result.target_accuracy, np.zeros(40, bool)), dataset.target_train_index)
@@ -334,5 +336,6 @@ def test_network_methods_run_end_to_end_on_a_tiny_run(learner):
     assert details["tracin"]["checkpoint_epochs"] == [1, 2, 3, 4]
     assert len(details["influence_function"]["models"]) == 2
     expected = {"logistic": "inputs (logistic regression)", "mlp": "hidden activations",
-                "own_torch_model": "penultimate-layer activations"}[learner]
+                "own_torch_model": "penultimate-layer activations",
+                "cnn": "flattened features of the last convolutional block"}[learner]
     assert details["representation_similarity"]["features"] == expected
