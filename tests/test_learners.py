@@ -120,6 +120,16 @@ def test_the_cnn_learners_networks_give_its_margins(digits: Arrays, tta_flip: bo
     assert learner.features(networks[0][-1].model, x[:3]).shape == (3, 8 * 2 * 2)
 
 
+def test_the_own_torch_model_example_config() -> None:
+    """config/examples/own_torch_model.yaml: the default run with the package's own-nn.Module example."""
+    config = validate(yaml.safe_load((REPO / "config/examples/own_torch_model.yaml").read_text()))
+    default = validate(yaml.safe_load((REPO / "config/config.yaml").read_text()))
+    assert config["model"]["entry_point"] == OWN_TORCH_ENTRY_POINT
+    assert protocol.capabilities(config["model"]) == {protocol.MARGINS, protocol.TORCH_MODULE}
+    assert {k: v for k, v in config.items() if k not in ("run", "model", "train")} == \
+        {k: v for k, v in default.items() if k not in ("run", "model", "train")}
+
+
 def test_a_learner_without_the_network_says_so(digits: Arrays) -> None:
     learner = protocol.learner(filled("custom", {"entry_point": SKLEARN_ENTRY_POINT}))
     assert learner.capabilities == {protocol.MARGINS}

@@ -253,3 +253,21 @@ def test_the_workflow_leaves_unlearning_out_by_declared_capability():
     for model in ({"name": "mlp"}, {"name": "logistic"},
                   {"name": "custom", "entry_point": "datamodels_pipeline.examples.own_torch_model:TanhNet"}):
         assert protocol.applications_left_out(model, ["unlearning", "attribution"]) == {}
+
+
+def test_a_cnn_run_unlearns_its_own_network(tmp_path, one_thread):
+    """cnn provides its torch network (learner protocol): unlearning fine-tunes it like the MLP's."""
+    tiny_inputs(tmp_path)
+    settings = {"forget_size": 6, "forget_class": 3, "n_retain": 20, "n_seeds": 2, "oracle_matching": False,
+                "klom_std_floor": 0.05, "finetune": {"optimizer": "adam", "lr": 0.01, "epochs": 20, "batch_size": 32}}
+    recipe = {"model": {"name": "cnn", "channels": [4, 8]},
+              "train": {"epochs": 4, "batch_size": 32, "lr": 0.05, "schedule": "constant", "device": "cpu"}}
+    out = {"table_path": tmp_path / "points.parquet", "summary_path": tmp_path / "summary.json",
+           "metrics_path": tmp_path / "metrics.png", "scatter_path": tmp_path / "scatter.png"}
+    unlearning.run(str(tmp_path / "test.parquet"), str(tmp_path / "train.parquet"), str(tmp_path / "dataset.npz"),
+                   0.5, settings, recipe, 0, 1, **{k: str(v) for k, v in out.items()})
+    summary = json.loads(out["summary_path"].read_text())
+    assert summary["methods"] == ["original", "finetune", "dmm"] and summary["n_models_trained"] == 6
+    forget = pq.read_table(out["table_path"]).to_pandas().query("role == 'forget'")
+    assert np.isfinite(forget[["original_mean", "dmm_mean", "oracle_mean"]].to_numpy()).all()
+    assert np.abs(forget.dmm_mean + 2.0).mean() < np.abs(forget.original_mean + 2.0).mean()
