@@ -575,7 +575,13 @@ def test_rule_all_leaves_the_network_applications_out_for_a_margins_only_learner
     log_line = "rule all leaves out unlearning, attribution: they need the trained torch network"
     plans = {}
     for name in ("custom", "own-torch-model"):
-        config = write_config(learner_workdir, f"plan-{name}", reduced(name, learner_workdir / "own.npz"))
+        edit = reduced(name, learner_workdir / "own.npz")
+
+        def planned(config: dict, edit=edit, name=name) -> None:  # a run of its own: nothing of it is made yet
+            edit(config)
+            config["run"] = f"plan-{name}"
+
+        config = write_config(learner_workdir, f"plan-{name}", planned)
         dry_run = snakemake(learner_workdir, "-n", "--show-failed-logs", configfile=config)
         plans[name] = (planned_jobs(dry_run), (dry_run.stdout + dry_run.stderr).count(log_line))
     jobs, lines = plans["custom"]

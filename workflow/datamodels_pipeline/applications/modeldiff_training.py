@@ -17,7 +17,7 @@ from ..seeding import Stream, int_seed
 
 log = logging.getLogger(__name__)
 TRAIN_BATCH = 1000
-"""Models trained per ``learners.train`` call."""
+"""Models trained per ``learners.train_on`` call."""
 
 
 def model_seeds(seed: int, alpha: float, model_ids: np.ndarray) -> list[int]:

@@ -3,7 +3,7 @@
 Model seed ``s`` (initialisation and minibatch order) is the same for the
 full-data reference models and for every removal set (common random numbers),
 so the difference "margin without the set minus margin with everything" is not
-swamped by seed-to-seed noise. The learners (``learners.train``) take subsets of
+swamped by seed-to-seed noise. The learners (``learners.train_on``) take subsets of
 one size per call, so the removal sets are trained together per removal size.
 """
 

@@ -19,7 +19,7 @@ from ..seeding import Stream, int_seed
 
 log = logging.getLogger(__name__)
 TRAIN_BATCH = 1000
-"""Models trained per ``learners.train`` call (bounds the memory of the recorded margins' intermediates)."""
+"""Models trained per ``learners.train_on`` call (bounds the memory of the recorded margins' intermediates)."""
 
 
 def train_set_margins(dataset: data.Dataset, recipe: dict, n_models: int, alpha: float, seed: int
