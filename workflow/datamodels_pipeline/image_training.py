@@ -239,7 +239,6 @@ def fit_one(factory: ModelFactory, recipe: ImageRecipe, data: ImageData, subset:
     optimizer, scheduler = _optimizer(list(model.parameters()), recipe, steps_per_epoch(len(subset), recipe))
     model.train()
     for epoch in range(1, recipe.epochs + 1):
-        lr = float(optimizer.param_groups[0]["lr"])
         for index, draws in _epoch(subset, generator, recipe, data):
             x = _inputs(data, index, draws, recipe).contiguous(memory_format=memory_format)
             with _autocast(recipe, device):

@@ -412,7 +412,7 @@ def run(datamodels_path: str, train_set_datamodels_path: str, data_path: str, al
     task = TrainData.of(dataset, device, x_points, y_points)
     originals = [learner.train_network(task, np.arange(n_train), s) for s in original_seeds]
     original = np.stack([margins_of(m, x_p, y_p) for m in originals])
-    log.info("%d trained models (plain loop) in %.1f s", n_seeds, time.perf_counter() - tic)
+    log.info("%d trained networks (%s) in %.1f s", n_seeds, learner.name, time.perf_counter() - tic)
     tic = time.perf_counter()
     torch.set_num_threads(max(1, threads))
     oracles = learners.train_on(recipe, task, np.repeat(keep[None], 2 * n_seeds, axis=0), oracle_seeds
