@@ -52,7 +52,7 @@ KEY = "applications.modeldiff"
 DEFAULT_OTHER = {"model": {"name": "logistic"}}
 RANDOM_INDEX = 40
 """``Stream.APPLICATION`` indices 40 (A minus B) and 41 (B minus A): the random control targets of the check."""
-"""Models of algorithm B trained per ``learners.train`` call (bounds the memory of the margins' intermediates)."""
+"""Models of algorithm B trained per ``learners.train_on`` call (bounds the memory of the margins' intermediates)."""
 WAYS = (("a_minus_b", "own", "other"), ("b_minus_a", "other", "own"))
 """(name, first algorithm, second algorithm): the residual of the first after projecting off the second."""
 
