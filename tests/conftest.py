@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,23 @@ from datamodels_pipeline import masks, store
 from workflow_helpers import REFERENCE_TARGETS, RUN, copy_workflow, snakemake, tiny, write_config
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED_RUNS = {"smoke_run": "smoke", "tiny_reference": "tiny", "learner_workdir": "learners"}
+"""Fixtures that run a workflow once: the tests that use one form a group that pytest-xdist keeps on one worker
+(``--dist loadgroup`` in pyproject.toml), so each run is made once per session, not once per worker."""
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # two workers on two cores: one thread each (workflow runs set their own threads)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        groups = [group for fixture, group in SHARED_RUNS.items() if fixture in getattr(item, "fixturenames", ())]
+        if len(groups) > 1:
+            raise pytest.UsageError(f"{item.nodeid} uses several shared runs ({groups}): xdist cannot keep both")
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(groups[0]))
 
 
 @pytest.fixture(scope="session")
