@@ -234,6 +234,6 @@ def leakage_curves(positions: dict[str, np.ndarray], n_pairs: int, methods: dict
     for ax in axes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="lower right" if ax is recall_k else "best")
     fig.suptitle(f"train-test leakage, α = {alpha:g} datamodels", fontsize=10)
     save_figure(fig, path)
