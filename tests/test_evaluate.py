@@ -95,6 +95,12 @@ def test_corrected_ceiling_inverts_the_finite_seed_attenuation():
         np.testing.assert_allclose(evaluate.corrected_ceiling(attenuated, seeds), np.sqrt(reliability))
         np.testing.assert_allclose(evaluate.corrected_ceiling(-attenuated, seeds), -np.sqrt(reliability))
     assert evaluate.corrected_ceiling(np.array([np.nan, 0.0]), 5).tolist() == [0.0, 0.0]
+    # A target whose seeds anti-correlate gets minus the correction of |r|, against 5-seed means too.
+    margins = np.random.default_rng(0).normal(size=(50, 5, 2)).astype(np.float32)
+    margins[:, :, 1] = margins[:, :, 0] * [1, -1, 1, -1, 1]
+    result = evaluate.noise_ceiling(margins)
+    assert (np.abs(result["ceiling_seed_averaged"]) <= 1).all()
+    assert np.sign(result["ceiling_seed_averaged"]).tolist() == np.sign(result["ceiling"]).tolist()
 
 
 def test_repeated_metrics_of_the_true_linear_model_reach_the_ceiling():

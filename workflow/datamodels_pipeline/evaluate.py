@@ -14,6 +14,7 @@ and docs/evaluation.md.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from scipy.stats import rankdata
 from . import data, fit, plots, sizing, statistics, store
 from .masks import pack, repeat_pairs, unpack
 from .atomic import atomic_output
+
+log = logging.getLogger(__name__)
 
 
 def predict(mask: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -282,8 +285,8 @@ def noise_ceiling(margins: np.ndarray, valid: np.ndarray | None = None) -> dict[
         loo += np.nan_to_num(spearman_columns((total - single) / (seeds - 1), single, valid), nan=0.0)
     loo /= seeds
     ceiling = corrected_ceiling(loo, seeds)
-    reliability = np.sign(ceiling) * ceiling ** 2
-    averaged = np.sign(reliability) * np.sqrt(np.abs(seeds * reliability / (1 + (seeds - 1) * reliability)))
+    reliability = ceiling ** 2                                  # sign kept apart, as in corrected_ceiling
+    averaged = np.sign(ceiling) * np.sqrt(seeds * reliability / (1 + (seeds - 1) * reliability))
     return {"leave_one_out": loo, "ceiling": ceiling, "ceiling_seed_averaged": averaged}
 
 
@@ -347,6 +350,9 @@ def run(datamodels_path: str, statistics_path: str, eval_path: str, info_path: s
         repeated = read_repeated(held_out, repeat_path, layout, repeated_masks, seeds_per_mask)
         if len(repeated.margins) > 2:
             repeat_summary, repeat_per_target = repeated_metrics(datamodels.weight, datamodels.bias, repeated)
+        else:
+            log.warning("only %d of %d repeated held-out masks have all %d models (the others diverged): no noise "
+                        "ceiling", len(repeated.margins), repeated_masks, seeds_per_mask)
     result = {
         "alpha": alpha, **summary, "n_train_models": n_train_models, "n_eval_models": len(held_out),
         "n_targets": len(index), "baseline_lds": base_summary["lds"],
