@@ -61,7 +61,9 @@ def run(run_name: str, alphas: Sequence[str], metrics: Sequence[str], curves: Se
                          f"seeds; noise ceiling {m['noise_ceiling']:.3f} (uncorrected {m['noise_ceiling_uncorrected']:.3f}, "
                          f"against {r['seeds_per_mask']}-seed means {m['noise_ceiling_seed_averaged']:.3f}); datamodels' "
                          f"LDS {m['lds_single_repeated']:.3f} against single outputs, {m['lds_seed_averaged']:.3f} "
-                         f"against seed-averaged outputs; {_number(m['lds_fraction_of_ceiling'])} of the ceiling.")
+                         f"against seed-averaged outputs; "
+                         f"{'NA' if m['lds_fraction_of_ceiling'] is None else format(m['lds_fraction_of_ceiling'], '.3f')} "
+                         f"of the ceiling.")
     for (alpha, split), record in sorted(checks.items()):
         if record["n_diverged"]:
             lines.append(f"WARNING: {record['n_diverged']} {split} models at alpha={alpha:g} diverged and were excluded.")
