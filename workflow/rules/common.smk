@@ -120,10 +120,9 @@ def repeated_masks(wildcards):
     return REPEATED_MASKS if wildcards.split == "repeat" else 0
 
 
-def repeat_file(stage):
-    """The repeated held-out models' aggregate (or integrity record) of an alpha; nothing when there are none."""
-    suffix = {"models": ".parquet", "integrity": ".integrity.json"}[stage]
-    return (lambda wildcards: f"{RUN}/aggregate/alpha={wildcards.alpha}/repeat{suffix}") if REPEATED_MASKS else []
+def repeat_aggregate():
+    """Input: the repeated held-out models' aggregate of an alpha; nothing when the run has none."""
+    return (lambda wildcards: f"{RUN}/aggregate/alpha={wildcards.alpha}/repeat.parquet") if REPEATED_MASKS else []
 
 
 def model_count(wildcards):

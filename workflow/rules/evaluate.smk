@@ -4,7 +4,7 @@ rule evaluate:
         statistics=rules.statistics.output[0],
         eval=f"{RUN}/aggregate/alpha={{alpha}}/eval.parquet",
         # The repeated held-out models (evaluate.seeds_per_mask), when there are any.
-        repeat=repeat_file("models"),
+        repeat=repeat_aggregate(),
         info=rules.prepare_data.output.info,
         data=rules.prepare_data.output.data,
     output:
