@@ -314,5 +314,8 @@ def test_presets_build_their_dag_without_data(tmp_path: Path, name: str) -> None
     path.write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(workdir, "-n", configfile=path))
     n_alphas = len(config["subsets"]["alphas"])
-    assert jobs["prepare_data"] == 1 and jobs["train_chunk"] == 5 * n_alphas
+    repeats = validate(config)["evaluate"]                   # repeated held-out models: the split "repeat"
+    chunk = config["subsets"]["models_per_chunk"]
+    repeat_chunks = -(-min(repeats["repeated_masks"], chunk) * (repeats["seeds_per_mask"] - 1) // chunk)
+    assert jobs["prepare_data"] == 1 and jobs["train_chunk"] == (5 + repeat_chunks) * n_alphas
     assert not (workdir / "resources").exists() and not (workdir / "results").exists()

@@ -191,15 +191,19 @@ def test_run_writes_the_table_summary_and_figure(tmp_path):
     paths = {name: str(tmp_path / name) for name in ("top.parquet", "summary.json", "leakage.png")}
     leakage.run(datamodels_path, data_path, 0.5, {"top_pairs": 5}, *paths.values())
     table = pq.read_table(paths["top.parquet"]).to_pylist()
-    assert [(r["target"], r["train_index"]) for r in table] == [(0, 0), (1, 4), (0, 3), (3, 1), (3, 5)]
-    assert [r["planted"] for r in table] == [False, False, True, True, False]
-    assert [r["rank"] for r in table] == [1, 2, 3, 4, 5]
-    assert table[2]["weight"] == pytest.approx(0.5) and table[2]["train_label"] == 0 and table[2]["target_label"] == 0
-    assert table[2]["distance"] == pytest.approx(0.01 * np.sqrt(2), rel=1e-3)
+    # The default ranking: every target's top weight first (ties by weight / the target's largest), then the seconds.
+    assert [(r["target"], r["train_index"]) for r in table] == [(0, 0), (1, 4), (3, 1), (3, 5), (0, 3)]
+    assert [r["planted"] for r in table] == [False, False, True, False, True]
+    assert [r["rank"] for r in table] == [1, 2, 3, 4, 5] and [r["rank_in_target"] for r in table] == [1, 1, 1, 2, 2]
+    assert table[4]["weight"] == pytest.approx(0.5) and table[4]["train_label"] == 0 and table[4]["target_label"] == 0
+    assert table[4]["distance"] == pytest.approx(0.01 * np.sqrt(2), rel=1e-3)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["n_pairs"] == 18 and summary["n_planted"] == 2 and summary["n_test_targets"] == 3
     assert summary["planted_in_top_pairs"] == 2 and summary["precision_at_random"] == pytest.approx(2 / 18)
     assert summary["methods"]["datamodel"]["precision_at"] == {"2": 0.0, "4": 0.5, "10": 0.2}
+    assert summary["default_method"] == "datamodel_rank" and set(summary["methods"]) == set(leakage.METHODS)
+    assert summary["methods"]["datamodel_rank"]["precision_at"] == {"2": 0.0, "4": 0.25, "10": 0.2}
+    assert summary["methods"]["datamodel_rank"]["recall_at"] == {"2": 0.0, "4": 0.5, "10": 1.0}
     assert summary["methods"]["nearest"]["r_precision"] == 1.0      # the planted copies are 0.014 away
     assert [(p["target"], p["train_index"], p["datamodel_rank_in_target"], p["datamodel_pair_rank"])
             for p in summary["planted"]] == [(0, 3, 2, 3), (3, 1, 1, 4)]
@@ -216,4 +220,28 @@ def test_run_without_planted_pairs(tmp_path):
                 str(tmp_path / "s.json"), str(tmp_path / "f.png"))
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["n_planted"] == 0 and summary["methods"] is None and summary["k"] == []
-    assert pq.read_table(tmp_path / "t.parquet").column("weight").to_pylist() == pytest.approx([2.0, 1.5, 0.7])
+    assert pq.read_table(tmp_path / "t.parquet").column("weight").to_pylist() == pytest.approx([2.0, 0.7, 1.5])
+
+
+def test_per_target_statistics_find_a_copy_that_raw_weights_miss():
+    # Target 0's margins vary ten times more than target 1's: its ordinary weights outrank target 1's planted copy
+    # (example 2) globally, but within its own target the copy stands out.
+    raw = np.array([[3.0, 2.5, 2.0, -1.0, 0.5],
+                    [0.1, -0.2, 0.9, 0.0, 0.05]])
+    truth = np.zeros(raw.shape, bool)
+    truth[1, 2] = True
+    scores = leakage.weight_scores(raw)
+    assert set(scores) == {m for m in leakage.METHODS if m != "nearest"}
+    np.testing.assert_array_equal(leakage.within_target_rank(raw), [[1, 2, 3, 5, 4], [2, 5, 1, 4, 3]])
+    np.testing.assert_allclose(scores["datamodel_max"][1], raw[1] / 0.9)
+    np.testing.assert_allclose(scores["datamodel_standardized"][0], (raw[0] - raw[0].mean()) / raw[0].std())
+    # Every rank-1 pair comes before every rank-2 pair, whatever the weights.
+    assert scores["datamodel_rank"][1, 2] > scores["datamodel_rank"][0, 1] > scores["datamodel_rank"][1, 0]
+    position = {m: leakage.planted_positions(scores[m], truth)[0] for m in scores}
+    assert position["datamodel"] == 4                              # behind 3.0, 2.5, 2.0 of target 0
+    # Rank and largest-|weight| ratio: tied with target 0's top pair (1.0), broken by position; z-score: first.
+    assert position["datamodel_rank"] == 2 and position["datamodel_max"] == 2 and position["datamodel_standardized"] == 1
+    metrics = leakage.method_metrics(scores["datamodel_standardized"], truth, [1, 2])
+    assert metrics["average_precision"] == pytest.approx(1.0) and metrics["recall_at"] == {"1": 1.0, "2": 1.0}
+    zero = leakage.weight_scores(np.zeros((1, 3)))                  # an all-zero datamodel: no division by zero
+    assert all(np.isfinite(v).all() for v in zero.values())

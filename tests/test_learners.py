@@ -501,7 +501,7 @@ def reduced(name: str, own_data: Path, **train: object) -> Callable[[dict], None
         config["train"] = {**WORKFLOW_LEARNERS[name].get("train", config["train"]), **train}
         config["subsets"].update(alphas=ALPHAS[name], n_models=40, n_eval_models=20, models_per_chunk=20)
         config["fit"]["targets_per_job"] = 1000  # one fit job
-        config["evaluate"]["learning_curve"] = [1.0]
+        config["evaluate"].update(learning_curve=[1.0], seeds_per_mask=1)  # no repeated held-out models
 
     return edit
 

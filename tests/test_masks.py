@@ -33,3 +33,22 @@ def test_pack_roundtrip_with_odd_width():
 def test_degenerate_alpha_is_rejected(alpha):
     with pytest.raises(ValueError, match="alpha"):
         masks.subset_size(100, alpha)
+
+
+def test_repeat_models_train_the_held_out_masks_with_their_own_seeds():
+    from datamodels_pipeline import train_chunk
+    from datamodels_pipeline.seeding import Stream, int_seed
+
+    ids = np.arange(12)                                   # 4 masks x 3 extra seeds, seed-major
+    mask_index, seed_index = masks.repeat_pairs(ids, 4)
+    assert mask_index.tolist() == [0, 1, 2, 3] * 3 and seed_index.tolist() == [1] * 4 + [2] * 4 + [3] * 4
+    np.testing.assert_array_equal(masks.draw_subsets(0, "repeat", 0.5, ids, 50, repeated_masks=4),
+                                  masks.draw_subsets(0, "eval", 0.5, mask_index, 50))
+    # The eval models keep their stream; a repeat model's seed depends on (mask, seed index), not on the counts.
+    assert train_chunk.model_seeds(0, "eval", 0.5, [3]) == [int_seed(0, Stream.EVAL_MODEL, 0.5, 3)]
+    assert Stream.EVAL_REPEAT_MODEL == 11 and len(set(Stream)) == len(Stream)
+    four, six = train_chunk.model_seeds(0, "repeat", 0.5, ids, 4), train_chunk.model_seeds(0, "repeat", 0.5, range(18), 6)
+    assert four[5] == six[7]                              # (mask 1, seed 2) in both layouts
+    assert len(set(four)) == 12 and not set(four) & set(train_chunk.model_seeds(0, "eval", 0.5, range(4)))
+    with pytest.raises(ValueError, match="evaluate.repeated_masks"):
+        masks.repeat_pairs(ids, 0)

@@ -40,9 +40,23 @@ def test_outputs_and_metrics(run_dir):
         assert metrics["n_train_models"] == SMOKE["subsets"]["n_models"]
         assert metrics["n_eval_models"] == SMOKE["subsets"]["n_eval_models"]
         assert 0 < metrics["pooled_spearman"] <= 1
+        # Repeated held-out models: the first evaluate.repeated_masks masks, evaluate.seeds_per_mask seeds each.
+        repeats = SMOKE["evaluate"]
+        assert metrics["repeated"]["n_masks"] + metrics["repeated"]["n_masks_dropped"] == repeats["repeated_masks"]
+        assert metrics["repeated"]["seeds_per_mask"] == repeats["seeds_per_mask"]
+        assert -1 <= metrics["noise_ceiling"] <= 1 and -1 <= metrics["lds_seed_averaged"] <= 1
+        assert metrics["noise_ceiling_seed_averaged"] >= metrics["noise_ceiling"]
+        repeat = store.read_models(results(run_dir) / f"aggregate/alpha={alpha}/repeat.parquet",
+                                   store.layout_for(json.loads((results(run_dir) / "data/dataset.json").read_text()),
+                                                    float(alpha)))
+        n_masks = repeats["repeated_masks"]
+        expected = masks.draw_subsets(SMOKE["seed"], "eval", float(alpha), repeat.model_id % n_masks, repeat.mask.shape[1])
+        np.testing.assert_array_equal(repeat.mask, masks.to_mask(expected, repeat.mask.shape[1]))
+        assert len(repeat) == n_masks * (repeats["seeds_per_mask"] - 1)
         for figure in ("predicted_vs_actual.png", "lds_histogram.png", "learning_curve.png"):
             assert (results(run_dir) / f"evaluation/alpha={alpha}/{figure}").stat().st_size > 1000
-    assert "LDS" in (results(run_dir) / "summary.md").read_text()
+    summary = (results(run_dir) / "summary.md").read_text()
+    assert "LDS" in summary and "noise ceiling" in summary and "lds_fraction_of_ceiling" in summary
 
 
 def test_outputs_match_an_independent_recomputation(run_dir):
@@ -191,7 +205,8 @@ def test_code_edits_rerun_only_their_stage(run_dir):
     assert set(_edited(run_dir, "lasso.py", lambda text: text + SEMANTIC, config)) == {
         "fit_datamodels", "merge_datamodels", "evaluate", "learning_curve", "summary", "all", *OWN_FITS,
         *APPLICATIONS}
-    assert _edited(run_dir, "training.py", lambda text: text + SEMANTIC, config)["train_chunk"] == 4 * len(ALPHAS)
+    # per alpha: 3 train chunks, 1 held-out, 1 of repeated held-out models
+    assert _edited(run_dir, "training.py", lambda text: text + SEMANTIC, config)["train_chunk"] == 5 * len(ALPHAS)
     assert _edited(run_dir, "applications/brittleness.py", lambda text: text + SEMANTIC, config) == {
         "brittleness": len(ALPHAS), "all": 1}
 

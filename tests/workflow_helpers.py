@@ -77,13 +77,14 @@ REFERENCE_TARGETS = ["--show-failed-logs", *(f"results/{RUN}/aggregate/alpha={AL
 
 
 def tiny(config: dict) -> None:
-    """One alpha, 80 + 20 models in chunks of 20, two epochs, a five-lambda path, test targets only."""
+    """One alpha, 80 + 20 models in chunks of 20 (no repeated held-out models), two epochs, a five-lambda path,
+    test targets only."""
     config["run"] = RUN
     config["data"].update(targets="test", n_test=30)
     config["subsets"].update(alphas=[float(ALPHA)], n_models=80, n_eval_models=20, models_per_chunk=20)
     config["train"]["epochs"] = 2
     config["fit"].update(n_lambdas=5, max_iter=200)
-    config["evaluate"]["learning_curve"] = [1.0]
+    config["evaluate"].update(learning_curve=[1.0], seeds_per_mask=1)  # no repeated held-out models
 
 
 def results(workdir: Path) -> Path:

@@ -4,11 +4,17 @@ LDS follows TRAK's definition: for each target, the Spearman correlation over
 held-out models between predicted and actual output, averaged over targets.
 A target whose predictions are constant (all weights zero) has no ranking; its
 correlation counts as 0 and is reported separately.
+
+Repeated held-out models (``evaluate.seeds_per_mask``, the split ``repeat``) give the
+noise ceiling, the LDS against seed-averaged outputs (the paper's protocol) and the
+datamodels' fraction of the ceiling: :func:`noise_ceiling`, :func:`repeated_metrics`
+and docs/evaluation.md.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +25,10 @@ import pyarrow.parquet as pq
 from scipy.stats import rankdata
 
 from . import data, fit, plots, sizing, statistics, store
-from .masks import pack, unpack
+from .masks import pack, repeat_pairs, unpack
 from .atomic import atomic_output
+
+log = logging.getLogger(__name__)
 
 
 def predict(mask: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -40,6 +48,7 @@ class HeldOut:
     valid: np.ndarray    # bool [E, T]: a train-set target is scored only on models that exclude it
     target_accuracy: float
     n_train: int
+    model_id: np.ndarray | None = None  # int64 [E], ascending (the eval aggregate's order)
 
     def __len__(self) -> int:
         return len(self.margins)
@@ -48,7 +57,7 @@ class HeldOut:
     def from_models(cls, models: store.Models, target_train_index: np.ndarray) -> "HeldOut":
         """From decoded models in memory (small sets, tests)."""
         return cls(pack(models.mask), models.margins, valid_pairs(models.mask, target_train_index),
-                   float(models.target_accuracy.mean()), models.mask.shape[1])
+                   float(models.target_accuracy.mean()), models.mask.shape[1], models.model_id)
 
     def predict(self, weight: np.ndarray, bias: np.ndarray, batch_rows: int = 4096) -> np.ndarray:
         """Predictions [E, T] of a linear model, unpacking the masks in batches."""
@@ -61,15 +70,16 @@ class HeldOut:
 
 def read_held_out(path: str | Path, layout: store.Layout, target_train_index: np.ndarray) -> HeldOut:
     """Stream the held-out models' file into a :class:`HeldOut` (no dense [E, p] mask is kept)."""
-    packed, margins, valid, accuracy = [], [], [], 0.0
+    packed, margins, valid, ids, accuracy = [], [], [], [], 0.0
     for models in store.iter_models(path, layout, store.batch_rows_for(layout)):
+        ids.append(models.model_id)
         packed.append(pack(models.mask))
         margins.append(models.margins)
         valid.append(valid_pairs(models.mask, target_train_index))
         accuracy += float(models.target_accuracy.astype(np.float64).sum())
     n = sum(len(m) for m in margins)
     return HeldOut(np.concatenate(packed), np.concatenate(margins), np.concatenate(valid), accuracy / n,
-                   layout.n_train)
+                   layout.n_train, np.concatenate(ids))
 
 
 def _pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -188,9 +198,142 @@ def score(weight: np.ndarray, bias: np.ndarray, held_out: HeldOut) -> tuple[dict
     return summary, per_target, predicted
 
 
+@dataclass
+class Repeated:
+    """Held-out masks trained with several seeds each: seed 0 is the ``eval`` model, seeds 1.. the ``repeat`` split.
+
+    Memory: ``K (p / 8 + 4 S T + T)`` bytes for K masks, S seeds, p training examples and T targets (the default's
+    200 x 5 x 597: 2.4 MB; 10,000 targets: 40 MB).
+    """
+
+    packed: np.ndarray   # uint8 [K, ceil(p / 8)]
+    margins: np.ndarray  # float32 [K, S, T]
+    valid: np.ndarray    # bool [K, T]
+    n_train: int
+    n_dropped: int       # masks left out because one of their models diverged
+
+    def predict(self, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """Predictions [K, T] of a linear model on the repeated masks."""
+        return predict(unpack(self.packed, self.n_train), weight, bias)
+
+
+def read_repeated(held_out: HeldOut, repeat_path: str | Path, layout: store.Layout, n_masks: int, seeds: int
+                  ) -> Repeated:
+    """The first ``n_masks`` held-out masks with ``seeds`` models each, streamed from the ``repeat`` aggregate.
+
+    A mask counts only if all its models are there (diverged models are dropped by aggregation). Every repeat model's
+    subset must be its held-out mask's (StoreError otherwise: a file from another configuration).
+    """
+    margins = np.full((n_masks, seeds, layout.n_targets), np.nan, dtype=np.float32)
+    present = np.zeros((n_masks, seeds), dtype=bool)
+    packed = np.zeros((n_masks, layout.mask_bytes), dtype=np.uint8)
+    ids = np.arange(len(held_out)) if held_out.model_id is None else held_out.model_id
+    rows = np.flatnonzero(ids < n_masks)
+    masks_at = ids[rows]
+    packed[masks_at], margins[masks_at, 0], present[masks_at, 0] = held_out.packed[rows], held_out.margins[rows], True
+    valid = np.ones((n_masks, layout.n_targets), dtype=bool)
+    valid[masks_at] = held_out.valid[rows]
+    for models in store.iter_models(repeat_path, layout, store.batch_rows_for(layout)):
+        mask_index, seed_index = repeat_pairs(models.model_id, n_masks)
+        if (seed_index >= seeds).any():
+            raise store.StoreError(f"{repeat_path}: model ids beyond {n_masks} masks x {seeds} seeds")
+        own = pack(models.mask)
+        known = present[mask_index, 0]
+        if not np.array_equal(own[known], packed[mask_index[known]]):
+            raise store.StoreError(f"{repeat_path}: a repeated model's subset is not its held-out mask's "
+                                   f"(a file from another configuration?)")
+        packed[mask_index[~known]] = own[~known]
+        margins[mask_index, seed_index] = models.margins
+        present[mask_index, seed_index] = True
+    keep = present.all(axis=1) & np.isfinite(margins).all(axis=(1, 2))
+    return Repeated(packed[keep], margins[keep], valid[keep], layout.n_train, int((~keep).sum()))
+
+
+def corrected_ceiling(r_loo: np.ndarray, seeds: int) -> np.ndarray:
+    """The noise ceiling from the leave-one-seed-out correlation of ``seeds`` models per mask (per target).
+
+    With outputs y_s = f(mask) + noise (variance sigma^2) and R = var f / (var f + sigma^2) the reliability of one
+    seed, the mean of m = seeds - 1 seeds has reliability R_m = m R / (1 + (m - 1) R) (Spearman-Brown), and its
+    Pearson correlation with a single seed is r = sqrt(R R_m), below the ceiling sqrt(R) (the correlation of the
+    infinite-seed mean f with one seed). Solving r^2 (1 + (m - 1) R) = m R^2 for R gives the corrected ceiling
+    sqrt(R); a negative r gives the negative of the correction of |r| (pure-noise targets average to 0), an
+    undefined one 0. Applied to Spearman correlations as to Pearson's (close for near-Gaussian outputs).
+    """
+    m = seeds - 1
+    r = np.nan_to_num(np.asarray(r_loo, dtype=np.float64), nan=0.0)
+    a = r * r
+    reliability = (a * (m - 1) + np.sqrt(a * a * (m - 1) ** 2 + 4 * m * a)) / (2 * m)
+    return np.sign(r) * np.sqrt(np.clip(reliability, 0.0, 1.0))
+
+
+def noise_ceiling(margins: np.ndarray, valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-target noise ceiling of K masks x S seeds of outputs ``margins`` [K, S, T] (S >= 2).
+
+    ``leave_one_out``: Spearman correlation over masks between the mean of the other S - 1 seeds and one seed,
+    averaged over which seed is left out (undefined: 0); ``ceiling``: its finite-seed correction
+    (:func:`corrected_ceiling`): the LDS the infinite-seed mean reaches against one seed's outputs, what no
+    predictor of a model's output from its mask can exceed (in expectation); ``ceiling_seed_averaged``: the same
+    against the mean of S seeds (the paper's protocol), sqrt(R_S).
+    """
+    seeds = margins.shape[1]
+    if seeds < 2:
+        raise ValueError("the noise ceiling needs at least two seeds per mask")
+    total = margins.astype(np.float64).sum(axis=1)
+    loo = np.zeros(margins.shape[2])
+    for s in range(seeds):
+        single = margins[:, s].astype(np.float64)
+        loo += np.nan_to_num(spearman_columns((total - single) / (seeds - 1), single, valid), nan=0.0)
+    loo /= seeds
+    ceiling = corrected_ceiling(loo, seeds)
+    reliability = ceiling ** 2                                  # sign kept apart, as in corrected_ceiling
+    averaged = np.sign(ceiling) * np.sqrt(seeds * reliability / (1 + (seeds - 1) * reliability))
+    return {"leave_one_out": loo, "ceiling": ceiling, "ceiling_seed_averaged": averaged}
+
+
+def repeated_metrics(weight: np.ndarray, bias: np.ndarray, repeated: Repeated) -> tuple[dict, dict[str, np.ndarray]]:
+    """The noise ceiling and the datamodels' LDS on the repeated masks: (metrics, per-target arrays).
+
+    ``lds_seed_averaged``: against the seed-averaged outputs (the paper's protocol); ``lds_single_repeated``: against
+    single seeds' outputs on the same masks, averaged over the seeds (like for like with the ceiling);
+    ``lds_fraction_of_ceiling``: their ratio to the corrected ceiling.
+    """
+    predicted = repeated.predict(weight, bias)
+    seeds = repeated.margins.shape[1]
+    averaged = np.nan_to_num(spearman_columns(predicted, repeated.margins.astype(np.float64).mean(axis=1),
+                                              repeated.valid), nan=0.0)
+    single = sum(np.nan_to_num(spearman_columns(predicted, repeated.margins[:, s], repeated.valid), nan=0.0)
+                 for s in range(seeds)) / seeds
+    ceiling = noise_ceiling(repeated.margins, repeated.valid)
+    mean = {key: float(value.mean()) for key, value in ceiling.items()}
+    lds_averaged, lds_single = float(averaged.mean()), float(single.mean())
+    summary = {
+        "noise_ceiling": mean["ceiling"], "noise_ceiling_uncorrected": mean["leave_one_out"],
+        "noise_ceiling_seed_averaged": mean["ceiling_seed_averaged"],
+        "lds_seed_averaged": lds_averaged, "lds_single_repeated": lds_single,
+        "lds_fraction_of_ceiling": lds_single / mean["ceiling"] if mean["ceiling"] > 0 else None,
+        "lds_seed_averaged_fraction_of_ceiling": (lds_averaged / mean["ceiling_seed_averaged"]
+                                                  if mean["ceiling_seed_averaged"] > 0 else None),
+        "repeated": {"n_masks": len(repeated.margins), "seeds_per_mask": seeds, "n_masks_dropped": repeated.n_dropped,
+                     "estimator": "leave-one-seed-out Spearman, Spearman-Brown corrected per target "
+                                  "(docs/evaluation.md)"},
+    }
+    return summary, {"noise_ceiling": ceiling["ceiling"], "lds_seed_averaged": averaged,
+                     "lds_single_repeated": single}
+
+
+NO_REPEATS = {"noise_ceiling": None, "noise_ceiling_uncorrected": None, "noise_ceiling_seed_averaged": None,
+              "lds_seed_averaged": None, "lds_single_repeated": None, "lds_fraction_of_ceiling": None,
+              "lds_seed_averaged_fraction_of_ceiling": None, "repeated": None}
+"""The repeated-model metrics of a run without repeated held-out models (``evaluate.seeds_per_mask`` 1)."""
+
+
 def run(datamodels_path: str, statistics_path: str, eval_path: str, info_path: str, data_path: str, alpha: float,
-        metrics_path: str, per_target_path: str, scatter_path: str, histogram_path: str) -> None:
-    """Score the datamodels and the empirical-influence baseline; write metrics and plots."""
+        metrics_path: str, per_target_path: str, scatter_path: str, histogram_path: str,
+        repeat_path: str | None = None, repeated_masks: int = 0, seeds_per_mask: int = 1) -> None:
+    """Score the datamodels and the empirical-influence baseline; write metrics and plots.
+
+    With ``repeat_path`` (the ``repeat`` aggregate of ``repeated_masks`` masks x ``seeds_per_mask`` - 1 seeds),
+    also the noise ceiling and the seed-averaged LDS (:func:`repeated_metrics`)."""
     sizing.return_freed_memory()
     info = json.loads(Path(info_path).read_text())
     layout = store.layout_for(info, alpha)
@@ -202,6 +345,14 @@ def run(datamodels_path: str, statistics_path: str, eval_path: str, info_path: s
     base_weight, base_bias, n_train_models = baseline(Path(statistics_path) / statistics.ALL, index)
     base_seconds = time.process_time() - start
     base_summary, base_per_target, _ = score(base_weight, base_bias, held_out)
+    repeat_summary, repeat_per_target = dict(NO_REPEATS), {}
+    if repeat_path and repeated_masks and seeds_per_mask > 1:
+        repeated = read_repeated(held_out, repeat_path, layout, repeated_masks, seeds_per_mask)
+        if len(repeated.margins) > 2:
+            repeat_summary, repeat_per_target = repeated_metrics(datamodels.weight, datamodels.bias, repeated)
+        else:
+            log.warning("only %d of %d repeated held-out masks have all %d models (the others diverged): no noise "
+                        "ceiling", len(repeated.margins), repeated_masks, seeds_per_mask)
     result = {
         "alpha": alpha, **summary, "n_train_models": n_train_models, "n_eval_models": len(held_out),
         "n_targets": len(index), "baseline_lds": base_summary["lds"],
@@ -209,12 +360,13 @@ def run(datamodels_path: str, statistics_path: str, eval_path: str, info_path: s
                      "cpu_seconds": base_seconds},
         "mean_target_accuracy_eval_models": held_out.target_accuracy,
         "n_not_converged": int((~datamodels.converged).sum()),
+        **repeat_summary,
     }
     with atomic_output(metrics_path) as tmp:
         Path(tmp).write_text(json.dumps(result, indent=2) + "\n")
     table = pa.table({"target": np.arange(len(index)), "target_train_index": index, "lds": per_target,
                       "baseline_lds": base_per_target, "lam": datamodels.lam,
-                      "nonzero_weights": (datamodels.weight != 0).sum(axis=0)})
+                      "nonzero_weights": (datamodels.weight != 0).sum(axis=0), **repeat_per_target})
     with atomic_output(per_target_path) as tmp:
         pq.write_table(table, tmp)
     plots.predicted_vs_actual(predicted, held_out.margins,

@@ -14,8 +14,22 @@ import numpy as np
 
 from .seeding import Stream, rng
 
-SPLITS = {"train": Stream.TRAIN_MASK, "eval": Stream.EVAL_MASK, "train_set": Stream.TRAIN_SET_MASK}
-"""``train_set``: the models of the train-set datamodels (applications), apart from the main run's."""
+SPLITS = {"train": Stream.TRAIN_MASK, "eval": Stream.EVAL_MASK, "train_set": Stream.TRAIN_SET_MASK,
+          "repeat": Stream.EVAL_MASK}
+"""``train_set``: the models of the train-set datamodels (applications), apart from the main run's. ``repeat``: the
+extra seeds of the first held-out masks (``evaluate.seeds_per_mask``): their subsets are the ``eval`` split's own."""
+
+
+def repeat_pairs(model_ids: Sequence[int] | np.ndarray, n_masks: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out mask index, seed index >= 1) of ``repeat`` models, numbered seed-major.
+
+    Repeat model ``j`` trains on held-out mask ``j mod n_masks`` with seed ``1 + j // n_masks`` (seed 0 of a mask is
+    the ``eval`` model itself), so raising ``evaluate.seeds_per_mask`` only appends models.
+    """
+    if n_masks < 1:
+        raise ValueError("the repeat split needs at least one repeated mask (evaluate.repeated_masks)")
+    ids = np.asarray(model_ids, dtype=np.int64)
+    return ids % n_masks, 1 + ids // n_masks
 
 
 def subset_size(n_train: int, alpha: float) -> int:
@@ -27,13 +41,19 @@ def subset_size(n_train: int, alpha: float) -> int:
 
 
 def draw_subset(seed: int, split: str, alpha: float, model_id: int, n_train: int) -> np.ndarray:
-    """Sorted training indices of one model's subset."""
+    """Sorted training indices of one model's subset (``repeat`` models: pass the held-out mask index)."""
     keys = rng(seed, SPLITS[split], alpha, model_id).random(n_train)
     return np.sort(np.argsort(keys, kind="stable")[: subset_size(n_train, alpha)])
 
 
-def draw_subsets(seed: int, split: str, alpha: float, model_ids: Sequence[int], n_train: int) -> np.ndarray:
-    """Subsets of several models, int64 [len(model_ids), subset size]."""
+def draw_subsets(seed: int, split: str, alpha: float, model_ids: Sequence[int], n_train: int,
+                 repeated_masks: int = 0) -> np.ndarray:
+    """Subsets of several models, int64 [len(model_ids), subset size].
+
+    ``repeat`` models (``repeated_masks`` held-out masks repeated) get the subset of their held-out mask.
+    """
+    if split == "repeat":
+        model_ids = repeat_pairs(model_ids, repeated_masks)[0]
     return np.stack([draw_subset(seed, split, alpha, int(i), n_train) for i in model_ids]).astype(np.int64)
 
 

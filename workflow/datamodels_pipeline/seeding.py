@@ -25,6 +25,7 @@ class Stream(IntEnum):
     DATA_PLANT = 8
     TRAIN_SET_MASK = 9
     TRAIN_SET_MODEL = 10
+    EVAL_REPEAT_MODEL = 11
 
 
 def alpha_key(alpha: float) -> int:

@@ -39,10 +39,11 @@ def merge_mb(p: int, b: int) -> int:
     return math.ceil(BASE_MB + 3 * 2 * 4 * b * p / MB)
 
 
-def evaluate_mb(p: int, T: int, E: int) -> int:
+def evaluate_mb(p: int, T: int, E: int, R: int = 0) -> int:
     """The datamodels ([p, T] twice) and the baseline's weights (built a block of targets at a time), the
-    held-out masks (bit-packed), predictions and outputs with their ranks ([E, T], float64)."""
-    return math.ceil(BASE_MB + 2 * BATCH_MB + (3 * 4 * p * T + E * p / 8 + 6 * 8 * E * T) / MB)
+    held-out masks (bit-packed), predictions and outputs with their ranks ([E, T], float64); and ``R`` repeated
+    held-out models' outputs (float32) with a seed-average's float64 temporaries ([R, T])."""
+    return math.ceil(BASE_MB + 2 * BATCH_MB + (3 * 4 * p * T + E * p / 8 + 6 * 8 * E * T + 4 * 8 * R * T) / MB)
 
 
 def learning_curve_mb(p: int, T: int, E: int, b: int, M: int = 0, exact_train_targets: bool = False) -> int:

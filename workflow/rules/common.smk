@@ -19,6 +19,13 @@ config.update(_validated)
 RUN = f"results/{config['run']}"
 ALPHAS = [f"{alpha:g}" for alpha in config["subsets"]["alphas"]]
 SPLIT_SIZES = {"train": config["subsets"]["n_models"], "eval": config["subsets"]["n_eval_models"]}
+# Repeated held-out models (evaluate.seeds_per_mask): the split "repeat" trains the first REPEATED_MASKS held-out masks
+# again with SEEDS_PER_MASK - 1 more seeds each; the noise ceiling and the seed-averaged LDS come from them.
+SEEDS_PER_MASK = config["evaluate"]["seeds_per_mask"]
+REPEATED_MASKS = min(config["evaluate"]["repeated_masks"], SPLIT_SIZES["eval"]) if SEEDS_PER_MASK > 1 else 0
+if REPEATED_MASKS:
+    SPLIT_SIZES["repeat"] = REPEATED_MASKS * (SEEDS_PER_MASK - 1)
+SPLITS = list(SPLIT_SIZES)
 CHUNK = config["subsets"]["models_per_chunk"]
 # Sizes that set the fit's job count and every data-path job's memory (workflow/datamodels_pipeline/sizing.py).
 N_TRAIN = config["data"]["n_train"]
@@ -40,7 +47,7 @@ ENV = "../../envs/datamodels.yaml"
 
 wildcard_constraints:
     alpha=r"0\.[0-9]+",
-    split="train|eval",
+    split="train|eval|repeat",
     chunk=r"\d+",
     block=r"\d+",
 
@@ -104,6 +111,16 @@ def chunk_files(stage):
         )
 
     return files
+
+
+def repeated_masks(wildcards):
+    """Held-out masks repeated, for the split "repeat" only (so the other splits' params never change with it)."""
+    return REPEATED_MASKS if wildcards.split == "repeat" else 0
+
+
+def repeat_aggregate():
+    """Input: the repeated held-out models' aggregate of an alpha; nothing when the run has none."""
+    return (lambda wildcards: f"{RUN}/aggregate/alpha={wildcards.alpha}/repeat.parquet") if REPEATED_MASKS else []
 
 
 def model_count(wildcards):

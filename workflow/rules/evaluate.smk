@@ -3,6 +3,8 @@ rule evaluate:
         datamodels=rules.merge_datamodels.output.datamodels,
         statistics=rules.statistics.output[0],
         eval=f"{RUN}/aggregate/alpha={{alpha}}/eval.parquet",
+        # The repeated held-out models (evaluate.seeds_per_mask), when there are any.
+        repeat=repeat_aggregate(),
         info=rules.prepare_data.output.info,
         data=rules.prepare_data.output.data,
     output:
@@ -26,9 +28,11 @@ rule evaluate:
         ENV
     threads: 2
     resources:
-        mem_mb=sizing.evaluate_mb(N_TRAIN, N_TARGETS, SPLIT_SIZES["eval"]),
+        mem_mb=sizing.evaluate_mb(N_TRAIN, N_TARGETS, SPLIT_SIZES["eval"], REPEATED_MASKS * SEEDS_PER_MASK),
     params:
         code=code("evaluate"),
+        repeated_masks=REPEATED_MASKS,
+        seeds_per_mask=SEEDS_PER_MASK if REPEATED_MASKS else 1,
     script:
         "../scripts/evaluate.py"
 

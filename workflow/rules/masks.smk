@@ -10,6 +10,7 @@ rule masks:
     params:
         code=code("masks"),
         models=chunk_models,
+        repeated_masks=repeated_masks,
         seed=config["seed"],
     script:
         "../scripts/masks.py"

@@ -3,9 +3,7 @@ rule summary:
         metrics=expand(f"{RUN}/evaluation/alpha={{alpha}}/metrics.json", alpha=ALPHAS),
         curves=expand(f"{RUN}/evaluation/alpha={{alpha}}/learning_curve.json", alpha=ALPHAS),
         fits=expand(f"{RUN}/datamodels/alpha={{alpha}}/fit.json", alpha=ALPHAS),
-        integrity=expand(
-            f"{RUN}/aggregate/alpha={{alpha}}/{{split}}.integrity.json", alpha=ALPHAS, split=["train", "eval"]
-        ),
+        integrity=expand(f"{RUN}/aggregate/alpha={{alpha}}/{{split}}.integrity.json", alpha=ALPHAS, split=SPLITS),
         info=rules.prepare_data.output.info,
     output:
         markdown=f"{RUN}/summary.md",

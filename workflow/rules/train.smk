@@ -20,5 +20,6 @@ rule train_chunk:
         code=code("train_chunk", *LEARNER_FILES),
         recipe=recipe(),
         seed=config["seed"],
+        repeated_masks=repeated_masks,
     script:
         "../scripts/train_chunk.py"

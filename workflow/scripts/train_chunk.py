@@ -14,4 +14,5 @@ train_chunk.run(
     recipe=snakemake.params.recipe,
     seed=snakemake.params.seed,
     threads=snakemake.threads,
+    repeated_masks=snakemake.params.repeated_masks,
 )

@@ -195,14 +195,17 @@ def intervention_bars(results: list[dict], n_remove: int, alpha: float, path: st
     save_figure(fig, path)
 
 
-LEAKAGE_LABELS = {"datamodel": "datamodel weight", "datamodel_normalized": "datamodel weight / its target's L2 norm",
+LEAKAGE_LABELS = {"datamodel_rank": "rank within its target (default)", "datamodel": "raw datamodel weight",
+                  "datamodel_normalized": "weight / its target's L2 norm",
+                  "datamodel_max": "weight / its target's largest |weight|",
+                  "datamodel_standardized": "weight standardised within its target",
                   "nearest": "nearest neighbours (input space)"}
 
 
 def leakage_curves(positions: dict[str, np.ndarray], n_pairs: int, methods: dict | None, top_weights: np.ndarray,
                    top_planted: np.ndarray, alpha: float, path: str | Path) -> None:
-    """Train-test leakage: precision-recall and recall@K of both rankings against the planted pairs, and the
-    weights of the top-ranked pairs (planted ones in red)."""
+    """Train-test leakage: precision-recall and recall@K of every ranking against the planted pairs, and the
+    weights of the default ranking's top pairs (planted ones in red)."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.0))
     pr, recall_k, top = axes
     for name, label in LEAKAGE_LABELS.items():
@@ -211,7 +214,7 @@ def leakage_curves(positions: dict[str, np.ndarray], n_pairs: int, methods: dict
             continue
         j = np.arange(1, len(found) + 1)
         ap = methods[name]["average_precision"] if methods else None
-        pr.plot(j / len(found), j / found, marker="o", ms=3, label=f"{label} (AP {fmt(ap)})")
+        pr.plot(j / len(found), j / found, marker="o", ms=2, lw=1, label=f"{label} (AP {fmt(ap)})")
         recall_k.step(np.concatenate([[1], found, [n_pairs]]), np.concatenate([[0], j, [j[-1]]]) / len(found),
                       where="post", label=label)
     if not any(len(found) for found in positions.values()):
@@ -227,10 +230,10 @@ def leakage_curves(positions: dict[str, np.ndarray], n_pairs: int, methods: dict
     top.plot(rank, top_weights, color="grey", lw=1)
     top.scatter(rank[~top_planted], top_weights[~top_planted], s=8, color="grey", label="other pair")
     top.scatter(rank[top_planted], top_weights[top_planted], s=18, color="tab:red", label="planted pair", zorder=3)
-    top.set(xlabel="rank (by datamodel weight)", ylabel="weight (raw units)", title="top-ranked pairs")
+    top.set(xlabel="rank (default: rank within its target)", ylabel="weight (raw units)", title="top-ranked pairs")
     for ax in axes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7, loc="lower right" if ax is recall_k else "best")
     fig.suptitle(f"train-test leakage, α = {alpha:g} datamodels", fontsize=10)
     save_figure(fig, path)

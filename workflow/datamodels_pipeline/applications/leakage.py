@@ -1,15 +1,26 @@
-"""Train-test leakage: rank (test target, training example) pairs by their datamodel weight.
+"""Train-test leakage: rank (test target, training example) pairs by their datamodel weights.
 
 A training example that is a near-duplicate of a test target raises the
 target's margin whenever a model sees it, so it gets one of the largest
-weights of the target's datamodel (paper section 4). Every pair is scored by
-``weight[i, t]`` (raw units) and the pairs are ranked over all test targets at
-once; a second datamodel ranking first divides each target's weights by their
-L2 norm (the target's datamodel embedding), so targets whose margins vary more
-do not dominate the global ranking. Digits has no known leaks, so ``data.plant_duplicates`` plants some; the
+weights of the target's datamodel (paper section 4: each test image's top
+datamodel training images are inspected). Pairs are ranked over all test
+targets at once by several statistics of the weights:
+
+- ``datamodel_rank`` (the default, the paper's protocol as one list): the
+  pair's rank within its own target's weights (every target's top example
+  first), ties between targets broken by ``datamodel_max``;
+- ``datamodel``: the raw weight ``weight[i, t]`` (margin units);
+- ``datamodel_normalized``: the weight over its target's L2 norm (the
+  target's datamodel embedding);
+- ``datamodel_max``: the weight over its target's largest |weight|;
+- ``datamodel_standardized``: the weight standardised by its target's
+  weights (minus their mean, over their standard deviation).
+
+Digits has no known leaks, so ``data.plant_duplicates`` plants some; every
 ranking is scored against them (precision and recall at K, average precision,
 the planted example's rank among its target's weights), beside nearest
-neighbours in input space (score: minus the Euclidean distance) as the baseline.
+neighbours in input space (score: minus the Euclidean distance) as the
+baseline. ``top_pairs.parquet`` lists the default ranking's top pairs.
 
 Only test targets are ranked: a target that is itself a training example has
 no train-test pair, and its own training position must never count as a leak.
@@ -33,7 +44,12 @@ from ..atomic import atomic_output
 from . import figures
 
 log = logging.getLogger(__name__)
-METHODS = ("datamodel", "datamodel_normalized", "nearest")
+METHODS = ("datamodel_rank", "datamodel", "datamodel_normalized", "datamodel_max", "datamodel_standardized", "nearest")
+DEFAULT = "datamodel_rank"
+"""The ranking of ``top_pairs.parquet``: each target's top datamodel examples first, as the paper inspects them."""
+TIE_BREAK = 0.49
+"""Weight of ``datamodel_max`` (in [-1, 1]) added to minus the within-target rank: it orders pairs of equal rank and
+never moves a pair past one of another rank."""
 MULTIPLES = (1, 2, 5)
 """Precision and recall are reported at these multiples of the number of planted pairs."""
 
@@ -52,9 +68,33 @@ def input_distances(x_train: np.ndarray, x_targets: np.ndarray) -> np.ndarray:
 def pair_scores(weight: np.ndarray, x_train: np.ndarray, x_targets: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
     """Score matrices ``[len(targets), n_train]`` of every method (higher: more likely a duplicate)."""
     raw = np.asarray(weight, dtype=np.float64)[:, targets].T.copy()
-    norm = np.linalg.norm(raw, axis=1, keepdims=True)
-    return {"datamodel": raw, "datamodel_normalized": raw / np.where(norm > 0, norm, 1.0),
-            "nearest": -input_distances(x_train, np.asarray(x_targets)[targets])}
+    return {**weight_scores(raw), "nearest": -input_distances(x_train, np.asarray(x_targets)[targets])}
+
+
+def _per_target(raw: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``raw`` divided row-wise by ``scale`` (an all-zero target: left as it is, all zero)."""
+    return raw / np.where(scale > 0, scale, 1.0)
+
+
+def within_target_rank(raw: np.ndarray) -> np.ndarray:
+    """Rank (1: largest) of every pair among its own target's weights (row); ties: lower training index first."""
+    order = np.argsort(-raw, axis=1, kind="stable")
+    rank = np.empty(raw.shape, dtype=np.int64)
+    np.put_along_axis(rank, order, np.arange(1, raw.shape[1] + 1)[None, :], axis=1)
+    return rank
+
+
+def weight_scores(raw: np.ndarray) -> dict[str, np.ndarray]:
+    """Every datamodel ranking statistic of the weights ``raw`` [n_targets, n_train] (higher: more likely a leak)."""
+    largest = _per_target(raw, np.abs(raw).max(axis=1, keepdims=True))
+    centred = raw - raw.mean(axis=1, keepdims=True)
+    return {
+        "datamodel_rank": -within_target_rank(raw) + TIE_BREAK * largest,
+        "datamodel": raw,
+        "datamodel_normalized": _per_target(raw, np.linalg.norm(raw, axis=1, keepdims=True)),
+        "datamodel_max": largest,
+        "datamodel_standardized": _per_target(centred, raw.std(axis=1, keepdims=True)),
+    }
 
 
 def planted_matrix(targets: np.ndarray, n_train: int, planted_target: np.ndarray, planted_train: np.ndarray) -> np.ndarray:
@@ -131,11 +171,14 @@ def planted_rows(scores: dict[str, np.ndarray], distance: np.ndarray, targets: n
 
 def top_pairs_table(scores: np.ndarray, distance: np.ndarray, truth: np.ndarray, targets: np.ndarray,
                     dataset: data.Dataset, top: int, order: np.ndarray) -> pa.Table:
-    """The ``top`` highest-weight pairs, highest first (``order``: ``ranking(scores)``)."""
+    """The ``top`` first pairs of the ranking ``order`` (the default's) with their raw weight ``scores`` and their
+    weight's rank within their target."""
     order = order[:min(top, scores.size)]
     rows, columns = np.unravel_index(order, scores.shape)
+    in_target = within_target_rank(scores[np.unique(rows)])
     return pa.table({
         "rank": pa.array(np.arange(1, len(order) + 1, dtype=np.int64)),
+        "rank_in_target": pa.array(in_target[np.searchsorted(np.unique(rows), rows), columns].astype(np.int64)),
         "target": pa.array(targets[rows].astype(np.int64)),
         "target_label": pa.array(dataset.y_targets[targets[rows]].astype(np.int64)),
         "train_index": pa.array(columns.astype(np.int64)),
@@ -151,7 +194,7 @@ def summarise(scores: dict[str, np.ndarray], truth: np.ndarray, orders: dict[str
     n_planted, n_pairs = int(truth.sum()), int(truth.size)
     ks = cutoffs(n_planted, n_pairs)
     return {
-        "n_pairs": n_pairs, "n_planted": n_planted, "k": ks,
+        "n_pairs": n_pairs, "n_planted": n_planted, "k": ks, "default_method": DEFAULT,
         "precision_at_random": n_planted / n_pairs if n_pairs else None,
         "methods": {m: method_metrics(scores[m], truth, ks, orders[m]) for m in METHODS} if n_planted else None,
     }
@@ -167,10 +210,10 @@ def run(datamodels_path: str, data_path: str, alpha: float, settings: dict, tabl
     scores = pair_scores(weight, dataset.x_train, dataset.x_targets, targets)
     distance = -scores["nearest"]
     truth = planted_matrix(targets, dataset.n_train, dataset.planted_target, dataset.planted_train)
-    # Sort each method's pairs once; without planted pairs only the datamodel ranking (the table) is needed.
-    orders = {m: ranking(scores[m]) for m in (METHODS if truth.any() else ("datamodel",))}
+    # Sort each method's pairs once; without planted pairs only the default ranking (the table) is needed.
+    orders = {m: ranking(scores[m]) for m in (METHODS if truth.any() else (DEFAULT,))}
     table = top_pairs_table(scores["datamodel"], distance, truth, targets, dataset, settings["top_pairs"],
-                            orders["datamodel"])
+                            orders[DEFAULT])
     with atomic_output(table_path) as tmp:
         pq.write_table(table, tmp)
     summary = {"alpha": alpha, "n_test_targets": int(len(targets)), "n_train": dataset.n_train,
