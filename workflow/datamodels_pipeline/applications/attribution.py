@@ -50,7 +50,7 @@ import pyarrow.parquet as pq
 
 from .. import data, evaluate, learners, masks, store
 from ..atomic import atomic_output
-from ..seeding import Stream, int_seed, rng
+from ..seeding import AppIndex, Stream, app_index, int_seed, rng
 from . import attribution_methods as am
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,11 @@ GRADIENT_LEARNERS = ("mlp", "logistic")
 NETWORK_METHODS = ("influence_function", "tracin", "trak", "representation_similarity")
 SETTINGS_KEY = {"influence_function": "influence", "tracin": "tracin", "trak": "trak",
                 "representation_similarity": "representation"}
-SEED_INDEX = {"influence_function": 60, "tracin": 61, "trak": 62, "representation_similarity": 63}
+SEED_INDEX = {m: app_index("attribution_seeds", m) for m in ("influence_function", "tracin", "trak",
+                                                               "representation_similarity")}
 """``Stream.APPLICATION`` indices of each method's model seeds; 65-68 draw its subsets (``train_set: subsets``)."""
-SUBSET_INDEX = {name: index + 5 for name, index in SEED_INDEX.items()}
-PROJECTION_INDEX, PROBE_INDEX = 64, 69
+SUBSET_INDEX = {m: app_index("attribution_subsets", m) for m in SEED_INDEX}
+PROJECTION_INDEX, PROBE_INDEX = AppIndex.ATTRIBUTION_PROJECTION, AppIndex.ATTRIBUTION_PROBE
 """TRAK's projection seed; the cost probe's models (seeds and subsets)."""
 TRAIN_SETS = ("full", "subsets")
 

@@ -36,14 +36,14 @@ import pyarrow.parquet as pq
 
 from .. import data, fit
 from ..atomic import atomic_output
-from ..seeding import Stream, rng
+from ..seeding import AppIndex, Stream, rng
 from .backdoor import KEY, read_plant_info
 from .figures import fmt
 from .retrain import Retrainer, mean_and_se
 from .sampling import top_by_weight
 
 log = logging.getLogger(__name__)
-SEARCH_INDEX, RANDOM_INDEX = 31, 32
+SEARCH_INDEX, RANDOM_INDEX = AppIndex.BACKDOOR_SEARCH, AppIndex.BACKDOOR_RANDOM
 """``Stream.APPLICATION`` indices of the search's random restarts and of the random removal set (the flagged
 set's size); ``backdoor`` draws the poisons with 30."""
 

@@ -42,12 +42,13 @@ import pyarrow.parquet as pq  # noqa: E402
 from .. import data, fit  # noqa: E402
 from ..atomic import atomic_output  # noqa: E402
 from ..plots import save_figure  # noqa: E402
-from ..seeding import Stream, rng  # noqa: E402
+from ..seeding import AppIndex, Stream, rng  # noqa: E402
 from .retrain import Retrainer, mean_and_se  # noqa: E402
 from .sampling import top_by_weight  # noqa: E402
 
 log = logging.getLogger(__name__)
-SPLIT_INDEX, RANDOM_INDEX, MATCHED_INDEX = 20, 21, 22
+SPLIT_INDEX, RANDOM_INDEX, MATCHED_INDEX = (AppIndex.DATA_SELECTION_SPLIT, AppIndex.DATA_SELECTION_RANDOM,
+                                         AppIndex.DATA_SELECTION_MATCHED)
 """``Stream.APPLICATION`` indices of the selection / held-out split of the targets, of the random selections and of
 the class-matched random selections."""
 HALVES = ("selection", "holdout")

@@ -44,13 +44,13 @@ import numpy as np
 
 from ..atomic import atomic_output
 from ..config import ConfigError, load_schema, validate
-from ..seeding import Stream, rng
+from ..seeding import AppIndex, Stream, rng
 from .sampling import top_by_weight
 
 log = logging.getLogger(__name__)
 KEY = "applications.modeldiff"
 DEFAULT_OTHER = {"model": {"name": "logistic"}}
-RANDOM_INDEX = 40
+RANDOM_INDEX = (AppIndex.MODELDIFF_RANDOM_A_MINUS_B, AppIndex.MODELDIFF_RANDOM_B_MINUS_A)
 """``Stream.APPLICATION`` indices 40 (A minus B) and 41 (B minus A): the random control targets of the check."""
 """Models of algorithm B trained per ``learners.train`` call (bounds the memory of the margins' intermediates)."""
 WAYS = (("a_minus_b", "own", "other"), ("b_minus_a", "other", "own"))
@@ -396,7 +396,7 @@ def run(own_datamodels_path: str, other_datamodels_path: str, fit_info_path: str
             orientation.append(gaps)
         removed, eligible, group = end_of(directions[0], scores[:, 0], 1, settings["n_remove"], settings["n_group"],
                                           candidates, tti)
-        random = np.sort(rng(seed, Stream.APPLICATION, alpha, RANDOM_INDEX + i).choice(
+        random = np.sort(rng(seed, Stream.APPLICATION, alpha, RANDOM_INDEX[i]).choice(
             eligible, size=min(settings["n_group"], len(eligible)), replace=False))
         removals[way], groups[way] = removed, {"group": group, "random": random, "eligible": eligible}
         ways[way] = {"first": first, "second": second, "directions": directions, "scores": scores, "pca": pca,

@@ -17,11 +17,12 @@ import pyarrow.parquet as pq
 
 from .. import data, fit
 from ..atomic import atomic_output
+from ..seeding import AppIndex
 from . import figures
 from .sampling import target_order, top_by_weight
 
 log = logging.getLogger(__name__)
-TARGET_INDEX = 2
+TARGET_INDEX = AppIndex.SIMILAR_EXAMPLES_TARGETS
 """``Stream.APPLICATION`` index of the target sample."""
 
 

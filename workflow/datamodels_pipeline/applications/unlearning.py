@@ -50,16 +50,16 @@ from .. import data, devices, fit, learners, training
 from ..atomic import atomic_output
 from ..outputs import correct_class_margin
 from ..plots import save_figure
-from ..seeding import Stream, rng
+from ..seeding import AppIndex, Stream, app_index, rng
 from .figures import fmt, plt
 from .retrain import keep_indices, model_seeds
 
 log = logging.getLogger(__name__)
 MODULE_LEARNERS = ("mlp", "logistic")
 """Learners whose trained network ``training.train_module`` returns (the others only return margins)."""
-FORGET_INDEX, RETAIN_INDEX, SPLIT_INDEX = 50, 51, 52
+FORGET_INDEX, RETAIN_INDEX, SPLIT_INDEX = AppIndex.UNLEARNING_FORGET, AppIndex.UNLEARNING_RETAIN, AppIndex.UNLEARNING_SPLIT
 """``Stream.APPLICATION`` indices of the forget set, the retained sample and the test targets' split."""
-ORDER_INDEX = {"dmm": 53, "finetune": 54, "oracle_matching": 55}
+ORDER_INDEX = {m: app_index("unlearning_order", m) for m in ("dmm", "finetune", "oracle_matching")}
 """``Stream.APPLICATION`` indices of each fine-tuning method's minibatch orders."""
 PROBLEM_ALPHA = 0.0
 """The unlearning problem (forget set, points, minibatches) is keyed on alpha 0: it is the same for every alpha,
@@ -80,7 +80,7 @@ def check_learner(recipe: dict) -> None:
 def forget_set(y_train: np.ndarray, size: int, forget_class: int | None, seed: int) -> np.ndarray:
     """Sorted training indices of the forget set: ``size`` random examples, of class ``forget_class`` if given.
 
-    Drawn from ``seeding.rng(seed, APPLICATION, 0, 50)``.
+    Drawn from ``seeding.rng(seed, APPLICATION, 0, AppIndex.UNLEARNING_FORGET)``.
     """
     pool = np.arange(len(y_train)) if forget_class is None else np.flatnonzero(y_train == forget_class)
     if forget_class is not None and not len(pool):
