@@ -19,13 +19,9 @@ import pyarrow.parquet as pq
 from scipy.stats import rankdata
 
 from . import data, fit, plots, sizing, statistics, store
+from .fit import predict
 from .masks import pack, unpack
 from .atomic import atomic_output
-
-
-def predict(mask: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Predicted outputs [n_models, n_targets] from raw masks and raw-unit weights."""
-    return mask.astype(np.float32) @ weight.astype(np.float32) + bias.astype(np.float32)
 
 
 @dataclass
