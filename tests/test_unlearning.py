@@ -156,12 +156,10 @@ def test_finetune_on_labels_takes_exactly_the_steps(one_thread):
         assert float(torch.nn.functional.cross_entropy(model(x), y)) < loss_before
 
 
-def test_learner_and_settings_checks():
+def test_learner_check():
     with pytest.raises(ValueError, match="model.name 'cnn'"):
         unlearning.check_learner({"model": {"name": "cnn"}, "train": {}})
     unlearning.check_learner({"model": {"name": "logistic"}, "train": {}})
-    with pytest.raises(ValueError, match="n_seeds"):
-        unlearning.check_settings({"n_seeds": 1, "klom_std_floor": 0.1})
 
 
 def test_config_defaults_and_bounds():

@@ -166,17 +166,6 @@ def label_counts(labels: np.ndarray, n_classes: int) -> list[int]:
     return np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes).astype(int).tolist()
 
 
-def validate(settings: dict) -> None:
-    """Setting checks the schema cannot express, with the config key in the message."""
-    if settings["n_seeds"] < 1 or settings["n_random"] < 1:
-        raise ValueError(f"{KEY}.n_seeds and {KEY}.n_random must be at least 1 (got {settings['n_seeds']}, "
-                         f"{settings['n_random']})")
-    if not 0 < settings["holdout_fraction"] < 1:
-        raise ValueError(f"{KEY}.holdout_fraction = {settings['holdout_fraction']} must be in (0, 1)")
-    if not settings["fractions"]:
-        raise ValueError(f"{KEY}.fractions must list at least one fraction")
-
-
 def selections(weight: np.ndarray, y_train: np.ndarray, n_classes: int, selection_targets: np.ndarray,
                sizes: list[int], orders: np.ndarray, matched_orders: list[dict[int, np.ndarray]] | None,
                ) -> dict[str, dict[int, list[np.ndarray]]]:
@@ -306,7 +295,6 @@ def run(datamodels_path: str, data_path: str, alpha: float, settings: dict, reci
 
     torch.set_num_threads(max(1, threads))
     start = time.perf_counter()
-    validate(settings)
     dataset = data.load(data_path)
     datamodels = fit.read(datamodels_path)
     weight, bias = datamodels.weight, datamodels.bias

@@ -25,15 +25,13 @@ is real, the first algorithm's margins on the ``n_group`` targets with the
 largest residual projections drop more (relative to random targets) than the
 second algorithm's do.
 
-Parse-time use: ``workflow/rules/modeldiff.smk`` calls :func:`other_recipe` and
-:func:`check_settings` while Snakemake reads the workflow (every cluster job does
-too), so this module imports the torch-based modules (data, fit, learners,
-retraining, figures) inside the functions that need them.
+Algorithm B's recipe is merged, and the settings are checked, by ``config.validate``
+when Snakemake parses the workflow (``config.other_recipe``); this module is only
+imported by the jobs.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import shutil
@@ -43,13 +41,11 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_output
-from ..config import ConfigError, load_schema, validate
 from ..seeding import AppIndex, Stream, rng
 from .sampling import top_by_weight
 
 log = logging.getLogger(__name__)
 KEY = "applications.modeldiff"
-DEFAULT_OTHER = {"model": {"name": "logistic"}}
 RANDOM_INDEX = (AppIndex.MODELDIFF_RANDOM_A_MINUS_B, AppIndex.MODELDIFF_RANDOM_B_MINUS_A)
 """``Stream.APPLICATION`` indices 40 (A minus B) and 41 (B minus A): the random control targets of the check."""
 """Models of algorithm B trained per ``learners.train`` call (bounds the memory of the margins' intermediates)."""
@@ -58,82 +54,7 @@ WAYS = (("a_minus_b", "own", "other"), ("b_minus_a", "other", "own"))
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Algorithm B's recipe and the settings (parse time, no torch)
-
-
-def _merge(base: dict, override: dict) -> dict:
-    """``override`` merged onto ``base`` key by key (nested dictionaries too); neither is modified."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
-            else copy.deepcopy(value)
-    return out
-
-
-def other_recipe(config: dict, schema: dict | None = None, allow_same: bool = False) -> dict:
-    """Algorithm B: ``applications.modeldiff.other``'s ``model`` and ``train`` merged key by key onto the run's.
-
-    The run's keys that B's learner does not use (``x-learners`` in the schema,
-    e.g. ``model.hidden`` when B is ``logistic``) are dropped unless ``other``
-    gives them; the merged recipe is then validated like the run's own (defaults
-    of B's learner filled in). Raises ConfigError naming ``applications.modeldiff.other``,
-    also when B is the run's own recipe unless ``allow_same`` (the workflow then leaves
-    ModelDiff out of ``rule all`` instead of failing the whole run).
-    """
-    schema = load_schema() if schema is None else schema
-    other = config.get("applications", {}).get("modeldiff", {}).get("other", DEFAULT_OTHER)
-    unknown = sorted(set(other) - {"model", "train"})
-    if unknown:
-        raise ConfigError(f"invalid config key '{KEY}.other.{unknown[0]}': only model and train can be overridden")
-    learner = (other.get("model") or {}).get("name", config["model"]["name"])
-    merged = {}
-    for section in ("model", "train"):
-        properties = schema["properties"][section]["properties"]
-        kept = {key: value for key, value in (config.get(section) or {}).items()
-                if learner in properties.get(key, {}).get("x-learners", [learner])}
-        merged[section] = _merge(kept, other.get(section) or {})
-    candidate = {**copy.deepcopy(config), **merged}
-    try:
-        validated = validate(candidate, schema)
-    except ConfigError as error:
-        raise ConfigError(f"invalid config key '{KEY}.other': algorithm B's recipe (the run's model and train with "
-                          f"{KEY}.other merged onto them) is not valid: {error}") from None
-    recipe = {"model": validated["model"], "train": validated["train"]}
-    if not allow_same and is_own_recipe(recipe, config, schema):
-        raise ConfigError(f"invalid config key '{KEY}.other': {other!r} gives the run's own recipe, so there is "
-                          "nothing to compare; change model.name or a model/train key")
-    return recipe
-
-
-def is_own_recipe(recipe: dict, config: dict, schema: dict | None = None) -> bool:
-    """Whether ``recipe`` (algorithm B) is the run's own validated model and train sections."""
-    own = validate(copy.deepcopy(config), load_schema() if schema is None else schema)
-    return recipe == {"model": own["model"], "train": own["train"]}
-
-
-def check_settings(config: dict) -> None:
-    """Relations a schema cannot express: sizes must fit the training set, targets and models (ConfigError)."""
-    from ..config import n_targets
-
-    settings, data, subsets = config["applications"]["modeldiff"], config["data"], config["subsets"]
-    if settings["n_remove"] >= data["n_train"]:
-        raise ConfigError(f"invalid config key '{KEY}.n_remove': removing {settings['n_remove']} examples leaves no "
-                          f"training set of data.n_train = {data['n_train']}")
-    targets = n_targets(data)
-    if settings["n_components"] > min(targets, data["n_train"]):
-        raise ConfigError(f"invalid config key '{KEY}.n_components': {settings['n_components']} directions of "
-                          f"{targets} targets and {data['n_train']} training examples")
-    if settings["n_group"] > targets:
-        raise ConfigError(f"invalid config key '{KEY}.n_group': {settings['n_group']} of {targets} targets")
-    n_models = settings["n_models"]
-    if n_models is not None:
-        if n_models > subsets["n_models"]:
-            raise ConfigError(f"invalid config key '{KEY}.n_models': {n_models} is more than the run's "
-                              f"subsets.n_models = {subsets['n_models']}")
-        n_val = round(config["fit"]["val_fraction"] * n_models)
-        if not 2 <= n_val <= n_models - 2:
-            raise ConfigError(f"invalid config key '{KEY}.n_models': {n_models} models leave {n_val} for "
-                              f"fit.val_fraction's validation split")
+# Algorithm B's recipe is merged and the settings are checked at parse time: config.other_recipe, config.validate
 
 
 def describe(recipe: dict, reference: dict) -> str:
