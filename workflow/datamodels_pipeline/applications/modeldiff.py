@@ -39,9 +39,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
 
+from .. import data, fit, store
 from ..atomic import atomic_output
+from ..plots import save_figure
 from ..seeding import AppIndex, Stream, rng
+from .figures import fmt, plt, show_image
+from .retrain import Retrainer
 from .sampling import top_by_weight
 
 log = logging.getLogger(__name__)
@@ -83,10 +90,6 @@ def run_datamodels(models_path: str, other_models_path: str, info_path: str, dat
                    own_features_out: str, fit_info_out: str) -> None:
     """Fit B's datamodels on B's models, and write A's datamodels on exactly the same models: the run's own when
     every model is used, else refit."""
-    import torch
-
-    from .. import data, fit, store
-
     torch.set_num_threads(max(1, threads))
     layout = store.layout_for(json.loads(Path(info_path).read_text()), alpha)
     other_models = store.read_models(other_models_path, layout)
@@ -284,12 +287,6 @@ def run(own_datamodels_path: str, other_datamodels_path: str, fit_info_path: str
         settings: dict, recipe: dict, other: dict, seed: int, threads: int, table_path: str, loadings_path: str,
         summary_path: str, variance_path: str, examples_path: str, check_path: str) -> None:
     """Residual PCA both ways, the check by retraining A and B without one end of each first direction, outputs."""
-    import torch
-
-    from .. import data, fit
-    from .figures import fmt
-    from .retrain import Retrainer
-
     torch.set_num_threads(max(1, threads))
     start = time.perf_counter()
     dataset = data.load(data_path)
@@ -404,9 +401,6 @@ def run(own_datamodels_path: str, other_datamodels_path: str, fit_info_path: str
 def _write_tables(table_path: str, loadings_path: str, dataset, weights: dict, cosine: np.ndarray,
                   candidates: np.ndarray, ways: dict, removals: dict, retrained: dict, changes: dict) -> None:
     """targets.parquet (one row per target) and directions.parquet (one row per training example)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     compared = np.zeros(dataset.n_targets, dtype=bool)
     compared[candidates] = True
     targets = {
@@ -440,9 +434,6 @@ def _write_tables(table_path: str, loadings_path: str, dataset, weights: dict, c
 
 def variance_figure(summary: dict, path: str) -> None:
     """Per direction of each way, the share of each algorithm's normalised variance along it."""
-    from ..plots import save_figure  # sets the Agg backend before pyplot is imported
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.9), squeeze=False)
     names = {"own": f"A: {summary['own_algorithm']}", "other": f"B: {summary['other_algorithm']}"}
     colours = {"own": "tab:blue", "other": "tab:orange"}
@@ -469,10 +460,6 @@ def variance_figure(summary: dict, path: str) -> None:
 def examples_figure(dataset, summary: dict, ways: dict, candidates: np.ndarray, top: int, path: str) -> None:
     """Direction 1 each way, both ends: the training examples with the largest loadings and the targets with the
     largest residual scores at that end."""
-    from ..plots import save_figure  # sets the Agg backend before pyplot is imported
-    import matplotlib.pyplot as plt
-    from .figures import show_image
-
     rows = []
     for way, info in ways.items():
         label = "A − B" if way == "a_minus_b" else "B − A"
@@ -503,10 +490,6 @@ def examples_figure(dataset, summary: dict, ways: dict, candidates: np.ndarray, 
 def check_figure(summary: dict, path: str) -> None:
     """Check by retraining: margin change of the group and the random targets for A and B, relative to each
     algorithm's mean full-data margin, per way."""
-    from ..plots import save_figure  # sets the Agg backend before pyplot is imported
-    from .figures import fmt
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(7.5, 4.0))
     bars = [("group", "targets with the largest scores", 0.0), ("random", "random targets", 1.0)]
     colours = {"own": "tab:blue", "other": "tab:orange"}
