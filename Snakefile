@@ -1,5 +1,6 @@
 # Datamodels pipeline: data -> masks -> train chunks -> aggregate -> fit -> evaluate -> report.
 # Every stage is one rule file under workflow/rules and one module of workflow/datamodels_pipeline.
+from snakemake.logging import logger
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -32,13 +33,18 @@ include: "workflow/rules/unlearning.smk"
 include: "workflow/rules/attribution.smk"
 
 
-# The applications this run can have: unlearning fine-tunes the trained network itself (mlp and logistic learners
-# only), and ModelDiff needs an algorithm B other than the run's own (applications.modeldiff.other).
+# The applications this run can have: unlearning and attribution take the trained network apart, so they need a
+# learner that provides it (its declared capabilities, datamodels_pipeline/protocol.py), and ModelDiff needs an
+# algorithm B other than the run's own (applications.modeldiff.other).
+LEFT_OUT = protocol.applications_left_out(config["model"], APPLICATION_RULES)
+if LEFT_OUT:
+    logger.warning(
+        f"rule all leaves out {', '.join(LEFT_OUT)}: they need the trained torch network "
+        f"(capability {sorted(set(LEFT_OUT.values()))}), which model.name {config['model']['name']!r} "
+        f"does not provide (capabilities {sorted(protocol.capabilities(config['model']))})"
+    )
 RUN_APPLICATIONS = [
-    name
-    for name in APPLICATION_RULES
-    if (name != "unlearning" or config["model"]["name"] in UNLEARNING_LEARNERS)
-    and (name != "modeldiff" or MODELDIFF_APPLIES)
+    name for name in APPLICATION_RULES if name not in LEFT_OUT and (name != "modeldiff" or MODELDIFF_APPLIES)
 ]
 
 

@@ -2,18 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 
 from datamodels_pipeline import masks, store
 
-from workflow_helpers import copy_workflow, snakemake, write_config
+from workflow_helpers import REFERENCE_TARGETS, RUN, copy_workflow, snakemake, tiny, write_config
 
 REPO = Path(__file__).resolve().parents[1]
+WORKDIR_GROUPS = {"smoke_run": "smoke", "learner_workdir": "learners"}
+"""Fixtures whose workflow copy the tests read and edit: the tests that use one form a group that pytest-xdist keeps
+on one worker (``--dist loadgroup`` in pyproject.toml), so the run is made once and no two tests edit it at once."""
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # two workers on two cores: one thread each (workflow runs set their own threads)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        groups = [group for fixture, group in WORKDIR_GROUPS.items() if fixture in fixtures]
+        if len(groups) > 1:
+            raise pytest.UsageError(f"{item.nodeid} uses several shared runs ({groups}): xdist cannot keep both")
+        if not groups and "tiny_reference" in fixtures:
+            groups = [f"tiny-{item.module.__name__}"]  # read only: each module's tests on a worker of their own
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(groups[0]))
+
+
+def run_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """``make(workdir)`` once per test session, also across pytest-xdist workers (a file lock in the session's
+    common temporary folder: a worker that needs the run while another makes it waits for it)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' basetemps are popen-gw<N> under one folder
+    workdir, done = root / name, root / f"{name}.complete"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(workdir, ignore_errors=True)  # what a failed attempt left
+            make(workdir)
+            done.touch()
+    return workdir
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +61,19 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
     snakemake(workdir, configfile=write_config(workdir, "smoke"))
     return workdir
+
+
+def _tiny_run(workdir: Path) -> None:
+    copy_workflow(workdir)
+    snakemake(workdir, *REFERENCE_TARGETS, configfile=write_config(workdir, RUN, tiny))
+
+
+@pytest.fixture(scope="session")
+def tiny_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted local run of the tiny configuration (the MLP learner), up to what
+    ``workflow_helpers.assert_same_results`` compares: the expected results of the resume and SLURM tests, which
+    only read it."""
+    return run_once(tmp_path_factory, "tiny-reference", _tiny_run)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,8 @@ scoring, the learner guard and the config section."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,12 +14,15 @@ import yaml
 import torch.nn.functional as F
 from torch import nn
 
-from datamodels_pipeline import config, evaluate, masks, store, training
+from datamodels_pipeline import config, evaluate, masks, protocol, store, training
 from datamodels_pipeline.applications import attribution
 from datamodels_pipeline.applications import attribution_methods as am
 from datamodels_pipeline.config import ConfigError
 
 from conftest import REPO
+
+SKLEARN_ENTRY_POINT = "datamodels_pipeline.examples.sklearn_logistic:train"
+OWN_TORCH_ENTRY_POINT = "datamodels_pipeline.examples.own_torch_model:TanhNet"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -255,9 +260,11 @@ def test_model_plan_and_learner_guard():
     _, full = attribution.model_plan("influence_function", 2, "full", 0, 0.5, 20)
     assert all(np.array_equal(r, np.arange(20)) for r in full)
     settings = config.validate(_with())["applications"]["attribution"]
-    rows = attribution.network_rows(None, settings, "cnn", None, None, {})
+    margins_only = protocol.learner({"model": {"name": "custom", "entry_point": SKLEARN_ENTRY_POINT}, "train": {}})
+    rows = attribution.network_rows(SimpleNamespace(learner=margins_only), settings, None, None, {})
     assert [r.method for r in rows] == list(attribution.NETWORK_METHODS)
-    assert all(r.lds is None and "skipped" in r.note and "cnn" in r.note for r in rows)
+    assert all(r.lds is None and "skipped" in r.note and "'custom'" in r.note and "torch_module" in r.note
+               for r in rows)
 
 
 BASE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())   # a valid config (the smoke run's)
@@ -282,27 +289,39 @@ def test_config_section_defaults_and_checks():
         config.validate(_with(tracin={"checkpoints": [25]}))
 
 
-@pytest.mark.parametrize("learner", ["mlp", "logistic"])
+TINY_RECIPES = {
+    "mlp": {"model": {"name": "mlp", "hidden": [8]}, "train": {"epochs": 4, "batch_size": 16, "lr": 0.1,
+                                                               "momentum": 0.9, "weight_decay": 0.0}},
+    "logistic": {"model": {"name": "logistic"}, "train": {"epochs": 4, "batch_size": 16, "lr": 0.1, "momentum": 0.9,
+                                                          "weight_decay": 0.0}},
+    # label smoothing: the learner's own loss in the Hessian and the per-example loss gradients
+    "cnn": {"model": {"name": "cnn", "channels": [4, 8]}, "train": {"epochs": 4, "batch_size": 16, "lr": 0.05,
+                                                                   "schedule": "constant", "tta_flip": False}},
+    "own_torch_model": {"model": {"name": "custom", "entry_point": OWN_TORCH_ENTRY_POINT,
+                                  "options": {"hidden": 8, "epochs": 4, "batch_size": 16}}, "train": {}},
+}
+
+
+@pytest.mark.parametrize("learner", list(TINY_RECIPES))
 def test_network_methods_run_end_to_end_on_a_tiny_run(learner):
-    """Every network method yields a finite LDS on held-out models of a tiny digits run; the table rows carry cost."""
+    """Every network method yields a finite LDS on held-out models of a tiny digits run; the table rows carry cost.
+    The user's own torch network (the package's example) gets every method through the learner protocol."""
     from datamodels_pipeline import data, learners
 
     x, y, shape = data.load_digits_arrays()
     dataset = data.split_dataset(x, y, shape, n_train=60, targets="test", seed=0, n_test=15)
-    recipe = {"model": {"name": learner, "hidden": [8]}, "train": {"epochs": 4, "batch_size": 16, "lr": 0.1,
-                                                                   "momentum": 0.9, "weight_decay": 0.0}}
+    recipe = TINY_RECIPES[learner]
     subsets = masks.draw_subsets(0, "eval", 0.5, range(40), 60)
-    result = learners.train(recipe, dataset.x_train, dataset.y_train, subsets, list(range(40)), dataset.x_targets,
-                            dataset.y_targets)
+    result = learners.train_on(recipe, protocol.TrainData.of(dataset), subsets, list(range(40)))
     held_out = evaluate.HeldOut.from_models(
         store.Models(np.arange(40), masks.to_mask(subsets, 60), result.margins, result.train_accuracy,
                      result.target_accuracy, np.zeros(40, bool)), dataset.target_train_index)
     settings = config.validate(_with(influence={"n_models": 2}, tracin={"n_models": 2},
                                      trak={"ensemble": [1, 2], "proj_dim": [16]},
                                      representation={"n_models": 2}))["applications"]["attribution"]
-    ctx = attribution.Context(dataset, learners.mlp_recipe(recipe), 0, 0.5)
+    ctx = attribution.Context(dataset, protocol.learner(recipe), 0, 0.5)
     details = {}
-    rows = attribution.network_rows(ctx, settings, learner, held_out, dataset.target_train_index, details)
+    rows = attribution.network_rows(ctx, settings, held_out, dataset.target_train_index, details)
     assert [(r.method, r.n_models) for r in rows] == [("influence_function", 2), ("tracin", 2), ("trak", 1),
                                                       ("trak", 2), ("representation_similarity", 2)]
     for row in rows:
@@ -310,5 +329,7 @@ def test_network_methods_run_end_to_end_on_a_tiny_run(learner):
         assert row.models_trained == row.n_models and 0 <= row.cpu_seconds_training <= row.cpu_seconds
     assert details["tracin"]["checkpoint_epochs"] == [1, 2, 3, 4]
     assert len(details["influence_function"]["models"]) == 2
-    expected = "inputs (logistic regression)" if learner == "logistic" else "hidden activations"
+    expected = {"logistic": "inputs (logistic regression)", "mlp": "hidden activations",
+                "own_torch_model": "penultimate-layer activations",
+                "cnn": "flattened features of the last convolutional block"}[learner]
     assert details["representation_similarity"]["features"] == expected

@@ -89,7 +89,7 @@ def test_the_closure_holds_every_package_module_a_script_imports(package):
 
 
 def test_learners_are_loaded_by_name_only():
-    """The run's learner enters a fingerprint through the rules (LEARNER_MODULES), not through static imports."""
+    """The run's learner enters a fingerprint through the rules (learner_files: protocol.REGISTRY), not through static imports."""
     root = REPO / "workflow" / "datamodels_pipeline"
     train_chunk = set(codegraph.closure([REPO / "workflow" / "scripts" / "train_chunk.py"], root=root))
     assert root / "training.py" in train_chunk

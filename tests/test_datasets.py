@@ -1,12 +1,10 @@
 """The data sets behind ``data.name``: torchvision's MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-2 read from tiny
 files in their real on-disk formats (no download), the user's own .npz and Parquet files, the config checks,
-the presets, and the smoke DAG on tiny CIFAR-2 files with the CNN (the smoke DAG on an .npz file is in
-test_learners.py, where it shares the logistic learner's run)."""
+and the presets. The smoke DAG on tiny CIFAR-2 files and on an .npz file run in test_learners.py, where they are
+the cnn and logistic learners' runs."""
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
 from pathlib import Path
 from urllib.error import URLError
@@ -21,7 +19,7 @@ import yaml
 from datamodels_pipeline import data
 from datamodels_pipeline.config import ConfigError, validate
 
-from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake, write_config
+from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake
 
 PRESETS = ("cifar10", "cifar2", "mnist")
 
@@ -318,65 +316,3 @@ def test_presets_build_their_dag_without_data(tmp_path: Path, name: str) -> None
     n_alphas = len(config["subsets"]["alphas"])
     assert jobs["prepare_data"] == 1 and jobs["train_chunk"] == 5 * n_alphas
     assert not (workdir / "resources").exists() and not (workdir / "results").exists()
-
-
-# --- the smoke DAG on tiny CIFAR-2 files ------------------------------------------------------------------------------
-
-ALPHA = 0.5
-
-
-CIFAR_PATCH = '''"""Test only: torchvision's CIFAR loader accepts the tiny test files (not the real md5 sums)."""
-import importlib.abc
-import importlib.util
-import os
-import sys
-
-
-class _PatchCifar(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name != "torchvision.datasets.cifar":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        run = spec.loader.exec_module
-
-        def exec_module(module):
-            run(module)
-            module.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-sys.meta_path.insert(0, _PatchCifar())
-'''
-
-
-@pytest.mark.workflow
-def test_smoke_dag_runs_on_cifar2_with_the_cnn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tiny CIFAR-10 files in resources/, no download; the md5 check is lifted in the Snakemake processes only."""
-    workdir = copy_workflow(tmp_path / "work")
-    write_cifar(workdir / "resources", per_batch=100, n_test=150)  # 100 training and 30 test cats and dogs
-    patch = tmp_path / "patch"
-    patch.mkdir()
-    (patch / "sitecustomize.py").write_text(CIFAR_PATCH)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(patch), os.environ.get("PYTHONPATH")])))
-
-    def edit(config: dict) -> None:
-        config["run"] = "cifar2-cnn"
-        config["data"] = {"name": "cifar2", "download": False, "n_train": 80, "n_test": 30, "targets": "both",
-                          "plant_duplicates": {"n": 3, "noise": 0.05}}
-        config["model"] = {"name": "cnn", "channels": [8, 16]}
-        config["subsets"].update(alphas=[ALPHA], n_models=40, n_eval_models=20, models_per_chunk=20)
-
-    config = write_config(workdir, "cifar2-cnn", edit)
-    run = "results/cifar2-cnn"
-    snakemake(workdir, "--show-failed-logs", f"{run}/summary.md",
-              f"{run}/applications/counterfactuals/alpha={ALPHA:g}/summary.json", configfile=config)
-    info = json.loads((workdir / run / "data/dataset.json").read_text())
-    assert info["name"] == "cifar2" and info["n_classes"] == 2 and info["image_shape"] == [3, 32, 32]
-    assert info["n_train"] == 80 and info["n_targets"] == 110
-    metrics = json.loads((workdir / run / f"evaluation/alpha={ALPHA:g}/metrics.json").read_text())
-    assert metrics["n_train_models"] == 40 and np.isfinite(metrics["lds"])
-    log = (workdir / run / f"logs/train_chunk/alpha={ALPHA:g}/train/chunk-1.log").read_text()
-    assert "cnn on cpu" in log

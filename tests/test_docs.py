@@ -65,3 +65,21 @@ def test_config_reference_has_every_key_with_a_description() -> None:
         assert f"| `{key}` |" in text or ("." not in key and f"## `{key}`" in text), key
         assert sub.get("description"), f"{key} has no description in the schema"
     assert "| `train.schedule` | `constant` \\| `one_cycle` | cnn: `constant`; resnet9: `one_cycle` |" in text
+
+
+def test_the_capability_table_is_the_learners_declarations() -> None:
+    """docs/own-model.md's table of what each learner provides is the classes' declared ``capabilities``."""
+    from datamodels_pipeline import protocol
+
+    models = {"`mlp`": {"name": "mlp"}, "`logistic`": {"name": "logistic"}, "`cnn`": {"name": "cnn"},
+              "`resnet9`": {"name": "resnet9"},
+              "`custom` with a function": {"name": "custom",
+                                           "entry_point": "datamodels_pipeline.examples.sklearn_logistic:train"},
+              "`custom` with a `TorchLearner` class": {
+                  "name": "custom", "entry_point": "datamodels_pipeline.examples.own_torch_model:TanhNet"}}
+    rows = re.findall(r"^\| (`[^|]*?) \| (yes|no) \| (yes|no) \|", (REPO / "docs" / "own-model.md").read_text(), re.M)
+    assert [row[0] for row in rows] == list(models)
+    for name, margins, network in rows:
+        declared = protocol.capabilities(models[name])
+        assert (protocol.MARGINS in declared, protocol.TORCH_MODULE in declared) == (margins == "yes",
+                                                                                   network == "yes"), name

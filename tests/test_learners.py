@@ -8,7 +8,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +18,13 @@ import yaml
 from sklearn.datasets import load_digits
 
 from datamodels_pipeline import augment, cnn, custom, data, devices, image_training, learners, masks, resnet9, store
-from datamodels_pipeline import training
+from datamodels_pipeline import protocol, training
+from datamodels_pipeline.outputs import correct_class_margin
 from datamodels_pipeline.config import ConfigError, validate
 from datamodels_pipeline.image_training import Augmentation, ImageData, ImageRecipe
 from datamodels_pipeline.seeding import Stream, int_seed
 
+from test_datasets import write_cifar
 from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 N_TRAIN = 600
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 SKLEARN_ENTRY_POINT = "datamodels_pipeline.examples.sklearn_logistic:train"
+OWN_TORCH_ENTRY_POINT = "datamodels_pipeline.examples.own_torch_model:TanhNet"
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +70,74 @@ def test_mlp_and_logistic_are_the_batched_trainer(digits: Arrays, name: str) -> 
                                       torch.from_numpy(x_targets), torch.from_numpy(y_targets))
     for field in ("margins", "train_accuracy", "target_accuracy"):
         np.testing.assert_array_equal(getattr(result, field), getattr(expected, field))
+
+
+# --- the protocol: the torch network of the learners that provide it ------------------------------------------
+
+def test_the_mlp_learners_networks_are_todays_trainers(digits: Arrays) -> None:
+    """mlp's networks through the protocol are bit for bit those unlearning and attribution trained before it:
+    ``training.train_module`` (one network) and ``training.train_with_checkpoints`` (many, with checkpoints)."""
+    x_train, y_train, x_targets, y_targets = digits
+    recipe = filled("mlp", {"hidden": [16]}, {"epochs": 3, "weight_decay": 1e-3})
+    learner = protocol.learner(recipe)
+    assert protocol.TORCH_MODULE in learner.capabilities and learner.epochs == 3 and learner.weight_decay == 1e-3
+    data = protocol.TrainData(x_train, y_train, x_targets, y_targets, (8, 8))
+    x, y, mlp = torch.from_numpy(x_train), torch.from_numpy(y_train.astype(np.int64)), learners.mlp_recipe(recipe)
+    chosen = subsets(2, 200)
+    reference = training.train_module(x, y, chosen[0], 5, mlp, 10)
+    for p, q in zip(learner.train_network(data, chosen[0], 5).parameters(), reference.parameters()):
+        assert torch.equal(p, q)
+    networks = learner.train_networks(data, chosen, [5, 6], epochs=[1, 3])
+    expected = training.train_with_checkpoints(x, y, chosen, [5, 6], mlp, 10, [1, 3])
+    for got, want in zip(networks, expected):
+        assert [(c.epoch, c.lr) for c in got] == [(c.epoch, c.lr) for c in want]
+        for c, d in zip(got, want):
+            assert all(torch.equal(p, q) for p, q in zip(c.model.parameters(), d.model.parameters()))
+    logits = torch.randn(5, 10)
+    labels = torch.arange(5)
+    assert torch.equal(learner.loss(logits, labels), torch.nn.functional.cross_entropy(logits, labels))
+
+
+@pytest.mark.parametrize("tta_flip", [False, True])
+def test_the_cnn_learners_networks_give_its_margins(digits: Arrays, tta_flip: bool) -> None:
+    """cnn's networks (one at a time, on flattened rows) are its vmapped models: same margins up to rounding."""
+    x_train, y_train, x_targets, y_targets = digits
+    recipe = filled("cnn", {"channels": [4, 8]}, {"epochs": 3, "batch_size": 32, "lr": 0.1, "peak_epoch": 1,
+                                                    "tta_flip": tta_flip, "parallel_models": 2})
+    learner = protocol.learner(recipe)
+    data = protocol.TrainData(x_train, y_train, x_targets, y_targets, (8, 8))
+    chosen, seeds = subsets(2, 150), [3, 4]
+    margins = learner.train_models(data, chosen, seeds).margins
+    networks = learner.train_networks(data, chosen, seeds, epochs=[2, 3])
+    x = torch.from_numpy(data.flat(x_targets))
+    for k, checkpoints in enumerate(networks):
+        assert [c.epoch for c in checkpoints] == [2, 3] and all(c.lr > 0 for c in checkpoints)
+        with torch.no_grad():
+            logits = checkpoints[-1].model(x)
+            one = checkpoints[-1].model(x[0])
+        own = correct_class_margin(logits, torch.from_numpy(y_targets)).numpy()
+        np.testing.assert_allclose(own, margins[k], rtol=0, atol=1e-4)
+        torch.testing.assert_close(one, logits[0])
+    assert learner.features(networks[0][-1].model, x[:3]).shape == (3, 8 * 2 * 2)
+
+
+def test_the_own_torch_model_example_config() -> None:
+    """config/examples/own_torch_model.yaml: the default run with the package's own-nn.Module example."""
+    config = validate(yaml.safe_load((REPO / "config/examples/own_torch_model.yaml").read_text()))
+    default = validate(yaml.safe_load((REPO / "config/config.yaml").read_text()))
+    assert config["model"]["entry_point"] == OWN_TORCH_ENTRY_POINT
+    assert protocol.capabilities(config["model"]) == {protocol.MARGINS, protocol.TORCH_MODULE}
+    assert {k: v for k, v in config.items() if k not in ("run", "model", "train")} == \
+        {k: v for k, v in default.items() if k not in ("run", "model", "train")}
+
+
+def test_a_learner_without_the_network_says_so(digits: Arrays) -> None:
+    learner = protocol.learner(filled("custom", {"entry_point": SKLEARN_ENTRY_POINT}))
+    assert learner.capabilities == {protocol.MARGINS}
+    with pytest.raises(NotImplementedError, match="does not provide its torch network"):
+        learner.train_networks(protocol.TrainData(*digits), subsets(1, 10), [0])
+    with pytest.raises(ValueError, match="model.name 'custom'.*unlearning.*torch_module"):
+        protocol.require(learner, protocol.TORCH_MODULE, "unlearning")
 
 
 # --- every learner learns digits -------------------------------------------------------------------------------
@@ -391,7 +462,17 @@ WORKFLOW_LEARNERS = {
     "logistic": {"model": {}},
     "cnn": {"model": {"channels": [8, 16]}},
     "custom": {"model": {"entry_point": SKLEARN_ENTRY_POINT, "options": {"max_iter": 100}}, "train": {"device": "cpu"}},
+    # The package's example of a user's own nn.Module: it gets unlearning and every attribution method too.
+    "own-torch-model": {"model": {"name": "custom", "entry_point": OWN_TORCH_ENTRY_POINT,
+                                  "options": {"hidden": 32, "epochs": 8, "batch_size": 32, "lr": 0.1}},
+                        "train": {"device": "cpu"}},
 }
+NETWORK_APPLICATIONS = {"own-torch-model": ["unlearning", "attribution"]}
+"""The runs that also make the applications that take the trained network apart."""
+
+
+def model_name(run: str) -> str:
+    return WORKFLOW_LEARNERS[run]["model"].get("name", run)
 
 
 def write_own_data(path: Path, roll: int = 0) -> None:
@@ -402,9 +483,10 @@ def write_own_data(path: Path, roll: int = 0) -> None:
 
 
 def reduced(name: str, own_data: Path, **train: object) -> Callable[[dict], None]:
-    """The smoke config at one alpha, 40 + 20 models and a one-point learning curve, with the learner ``name``:
-    the test targets only, except for logistic, which reads the .npz file ``own_data`` (n_train 200, n_test 60,
-    targets both)."""
+    """The smoke config with 40 + 20 models and a one-point learning curve, with the learner ``name``: digits' test
+    targets at one alpha, except for logistic, which reads the .npz file ``own_data`` (n_train 200, n_test 60,
+    targets both) at two alphas (the one run of several alphas in the tests), and cnn, which reads tiny CIFAR-2
+    files in torchvision's format (80 training and 30 test cats and dogs, targets both; see ``learner_workdir``)."""
 
     def edit(config: dict) -> None:
         config["run"] = f"learner-{name}"
@@ -412,24 +494,69 @@ def reduced(name: str, own_data: Path, **train: object) -> Callable[[dict], None
         if name == "logistic":
             config["data"] = {"name": "file", "path": str(own_data), "image_shape": [8, 8], "n_train": 200,
                               "n_test": 60, "targets": "both", "plant_duplicates": {"n": 3, "noise": 0.05}}
-        config["model"] = {"name": name, **WORKFLOW_LEARNERS[name]["model"]}
+        if name == "cnn":
+            config["data"] = {"name": "cifar2", "download": False, "n_train": 80, "n_test": 30, "targets": "both",
+                              "plant_duplicates": {"n": 3, "noise": 0.05}}
+        config["model"] = {"name": model_name(name), **WORKFLOW_LEARNERS[name]["model"]}
         config["train"] = {**WORKFLOW_LEARNERS[name].get("train", config["train"]), **train}
-        config["subsets"].update(alphas=[ALPHA], n_models=40, n_eval_models=20, models_per_chunk=20)
+        config["subsets"].update(alphas=ALPHAS[name], n_models=40, n_eval_models=20, models_per_chunk=20)
+        config["fit"]["targets_per_job"] = 1000  # one fit job
         config["evaluate"]["learning_curve"] = [1.0]
 
     return edit
 
 
+ALPHAS = {"logistic": [ALPHA, 0.25], "cnn": [ALPHA], "custom": [ALPHA], "own-torch-model": [ALPHA]}
+
+
 def targets(run: str) -> list[str]:
-    """Everything up to the summary, and the counterfactuals (which retrain with the learner)."""
-    return [f"results/{run}/summary.md", f"results/{run}/applications/counterfactuals/alpha={ALPHA:g}/summary.json"]
+    """Everything up to the summary, and the counterfactuals (which retrain with the learner); for a learner that
+    provides its torch network, unlearning and attribution too."""
+    applications = ["counterfactuals", *NETWORK_APPLICATIONS.get(run.removeprefix("learner-"), [])]
+    return [f"results/{run}/summary.md",
+            *(f"results/{run}/applications/{a}/alpha={ALPHA:g}/summary.json" for a in applications)]
+
+
+CIFAR_PATCH = '''"""Test only: torchvision's CIFAR loader accepts the tiny test files (not the real md5 sums)."""
+import importlib.abc
+import importlib.util
+import os
+import sys
+
+
+class _PatchCifar(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "torchvision.datasets.cifar":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            module.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _PatchCifar())
+'''
 
 
 @pytest.fixture(scope="module")
-def learner_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def learner_workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The workflow with the user's .npz file (logistic) and tiny CIFAR-10 files in resources/ (cnn, no download;
+    the md5 check is lifted in the Snakemake processes only, by a sitecustomize on their PYTHONPATH)."""
     workdir = copy_workflow(tmp_path_factory.mktemp("learners"))
     write_own_data(workdir / "own.npz")
-    return workdir
+    write_cifar(workdir / "resources", per_batch=100, n_test=150)  # 100 training and 30 test cats and dogs
+    patch = workdir / "sitecustomize"
+    patch.mkdir()
+    (patch / "sitecustomize.py").write_text(CIFAR_PATCH)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(patch), os.environ.get("PYTHONPATH")])))
+        yield workdir
 
 
 @pytest.fixture(scope="module")
@@ -446,28 +573,73 @@ def learner_runs(learner_workdir: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("name", list(WORKFLOW_LEARNERS))
 def test_smoke_dag_runs_with_the_learner(learner_workdir: Path, learner_runs: dict[str, Path], name: str) -> None:
     base = learner_workdir / "results" / f"learner-{name}"
-    metrics = json.loads((base / f"evaluation/alpha={ALPHA:g}/metrics.json").read_text())
-    assert metrics["n_train_models"] == 40 and metrics["n_eval_models"] == 20
-    assert np.isfinite(metrics["lds"]) and metrics["mean_target_accuracy_eval_models"] > 0.5
+    for alpha in ALPHAS[name]:
+        metrics = json.loads((base / f"evaluation/alpha={alpha:g}/metrics.json").read_text())
+        assert metrics["n_train_models"] == 40 and metrics["n_eval_models"] == 20
+        assert np.isfinite(metrics["lds"])
+        if name != "cnn":  # the tiny CIFAR-2 files are random pixels
+            assert metrics["mean_target_accuracy_eval_models"] > 0.5
     assert "LDS" in (base / "summary.md").read_text()
     counterfactuals = json.loads((base / f"applications/counterfactuals/alpha={ALPHA:g}/summary.json").read_text())
     settings = SMOKE["applications"]["counterfactuals"]
     n_sets = settings["n_targets"] * len(settings["k"]) * 3
     assert counterfactuals["n_models_trained"] == settings["n_seeds"] * (1 + n_sets)
     log = (base / f"logs/train_chunk/alpha={ALPHA:g}/train/chunk-1.log").read_text()
-    assert "20 models in" in log and f", {name} on cpu" in log
+    assert "20 models in" in log and f", {model_name(name)} on cpu" in log
 
-    # The stored margins are those of the learner, recomputed here from the stored data and masks.
+    # The stored margins are those of the learner, recomputed here from the stored data and masks (the last alpha's).
     config = validate(yaml.safe_load(learner_runs[name].read_text()))
     dataset = data.load(base / "data/dataset.npz")
     info = json.loads((base / "data/dataset.json").read_text())
-    stored = store.read_models(base / f"models/alpha={ALPHA:g}/train/chunk-1.parquet", store.layout_for(info, ALPHA))
-    seeds = [int_seed(config["seed"], Stream.TRAIN_MODEL, ALPHA, int(i)) for i in stored.model_id]
+    alpha = ALPHAS[name][-1]
+    stored = store.read_models(base / f"models/alpha={alpha:g}/train/chunk-1.parquet", store.layout_for(info, alpha))
+    seeds = [int_seed(config["seed"], Stream.TRAIN_MODEL, alpha, int(i)) for i in stored.model_id]
     again = learners.train({"model": config["model"], "train": config["train"]}, dataset.x_train, dataset.y_train,
                            masks.to_subsets(stored.mask), seeds, dataset.x_targets, dataset.y_targets,
                            image_shape=dataset.image_shape)
     np.testing.assert_allclose(stored.margins, again.margins, rtol=0, atol=1e-5)
     np.testing.assert_allclose(stored.target_accuracy, again.target_accuracy, atol=1e-6)
+    if name == "cnn":  # CIFAR-2 read from torchvision's files: two classes, channels first
+        assert info["name"] == "cifar2" and info["n_classes"] == 2 and info["image_shape"] == [3, 32, 32]
+        assert info["n_train"] == 80 and info["n_targets"] == 110
+    if name in NETWORK_APPLICATIONS:
+        check_network_applications(base)
+
+
+def check_network_applications(base: Path) -> None:
+    """Unlearning fine-tuned the learner's networks, and every attribution method scored them."""
+    unlearned = json.loads((base / f"applications/unlearning/alpha={ALPHA:g}/summary.json").read_text())
+    assert unlearned["methods"] == ["original", "finetune", "dmm", "oracle_matching"]
+    for method in unlearned["methods"]:
+        assert np.isfinite(unlearned["groups"]["forget"]["methods"][method]["margin_error"])
+    attributed = json.loads((base / f"applications/attribution/alpha={ALPHA:g}/summary.json").read_text())
+    assert attributed["skipped"] == {}
+    scored = {row["method"] for row in attributed["rows"] if row["lds"] is not None and np.isfinite(row["lds"])}
+    assert {"influence_function", "tracin", "trak", "representation_similarity", "datamodels"} <= scored
+    assert attributed["details"]["representation_similarity"]["features"] == "penultimate-layer activations"
+
+
+@pytest.mark.workflow
+def test_rule_all_leaves_the_network_applications_out_for_a_margins_only_learner(learner_workdir: Path) -> None:
+    """The scikit-learn example returns margins only: rule all plans the applications that need only margins and
+    leaves unlearning and attribution out, with one log line saying why; the own torch model gets them."""
+    log_line = "rule all leaves out unlearning, attribution: they need the trained torch network"
+    plans = {}
+    for name in ("custom", "own-torch-model"):
+        edit = reduced(name, learner_workdir / "own.npz")
+
+        def planned(config: dict, edit=edit, name=name) -> None:  # a run of its own: nothing of it is made yet
+            edit(config)
+            config["run"] = f"plan-{name}"
+
+        config = write_config(learner_workdir, f"plan-{name}", planned)
+        dry_run = snakemake(learner_workdir, "-n", "--show-failed-logs", configfile=config)
+        plans[name] = (planned_jobs(dry_run), (dry_run.stdout + dry_run.stderr).count(log_line))
+    jobs, lines = plans["custom"]
+    assert lines == 1 and "unlearning" not in jobs and "attribution" not in jobs
+    assert {"counterfactuals", "leakage", "data_selection", "backdoor", "modeldiff"} <= set(jobs)
+    jobs, lines = plans["own-torch-model"]
+    assert lines == 0 and jobs["unlearning"] == 1 and jobs["attribution"] == 1
 
 
 @pytest.mark.workflow

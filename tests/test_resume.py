@@ -1,10 +1,11 @@
 """Surviving kills and failures: finished chunks are kept and reused, broken ones are redone or named.
 
-Each test runs a tiny one-alpha configuration through snakemake in a subprocess (local executor):
-four train chunks and one eval chunk of 20 models each, two epochs, a short lambda path. The target is
+Each test runs the tiny one-alpha configuration (``workflow_helpers.tiny``) through snakemake in a subprocess
+(local executor): four train chunks and one eval chunk of 20 models each, two epochs, a short lambda path. The target is
 the core pipeline's summary (data -> chunks -> aggregate -> fit -> evaluate), where resuming matters.
 The models are the MLP trained one per call by the test-only learner ``tests/failing_learner.py``,
-which fails the chunks a test asks it to fail.
+which fails the chunks a test asks it to fail; the expected results are those of the batched MLP
+(``tiny_reference`` in conftest.py, shared with the SLURM test), which trains the same models.
 """
 
 from __future__ import annotations
@@ -18,39 +19,22 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datamodels_pipeline import fit, store
+from datamodels_pipeline import store
 from datamodels_pipeline.seeding import Stream, int_seed
 
 from failing_learner import FAIL_ENV
-from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake, write_config
+from workflow_helpers import (ALPHA, CHUNKS, REPO, RUN, assert_same_results, copy_workflow, layout, planned_jobs, results,
+                              snakemake, tiny, write_config)
 
 pytestmark = pytest.mark.workflow
 
-RUN = "tiny"
-ALPHA = "0.5"
-CHUNKS = {"train": 4, "eval": 1}  # n_models / models_per_chunk
 FAILING = f"alpha={ALPHA}/train/1"  # fails on every attempt
 TRANSIENT = f"alpha={ALPHA}/train/2"  # fails on its first attempt only
 TARGET = f"results/{RUN}/summary.md"
-# What assert_same_results reads of the expected run: the aggregates and the datamodels.
-REFERENCE_TARGETS = ["--show-failed-logs", *(f"results/{RUN}/aggregate/alpha={ALPHA}/{split}.parquet" for split in CHUNKS),
-                     f"results/{RUN}/datamodels/alpha={ALPHA}/datamodels.parquet"]
-
-
-def tiny(config: dict) -> None:
-    """One alpha, 80 + 20 models in chunks of 20, two epochs, a five-lambda path, test targets only."""
-    config["run"] = RUN
-    config["data"].update(targets="test", n_test=30)
-    config["subsets"].update(alphas=[float(ALPHA)], n_models=80, n_eval_models=20, models_per_chunk=20)
-    config["train"]["epochs"] = 2
-    config["fit"].update(n_lambdas=5, max_iter=200)
-    config["evaluate"]["learning_curve"] = [1.0]
-
 
 def failing_learner(config: dict) -> None:
     """The tiny configuration with the MLP behind the test-only custom learner that fails on request."""
@@ -91,10 +75,6 @@ def run(workdir: Path, *args: str, config: Path, check: bool = True, target: str
     return snakemake(workdir, *args, "--show-failed-logs", target, configfile=config, check=check)
 
 
-def results(workdir: Path) -> Path:
-    return workdir / "results" / RUN
-
-
 def chunk_path(workdir: Path, split: str, chunk: int) -> Path:
     return results(workdir) / f"models/alpha={ALPHA}/{split}/chunk-{chunk}.parquet"
 
@@ -106,27 +86,6 @@ def all_chunks(workdir: Path) -> list[Path]:
 def identity(paths) -> dict[Path, tuple[int, int]]:
     """(inode, mtime in ns) of each existing file: a rewritten file changes both or at least one."""
     return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in paths if p.exists()}
-
-
-def layout(workdir: Path) -> store.Layout:
-    return store.layout_for(json.loads((results(workdir) / "data/dataset.json").read_text()), float(ALPHA))
-
-
-def assert_same_results(actual: Path, expected: Path) -> None:
-    """Aggregates: identical ids and masks (bit for bit), margins equal to float tolerance; same datamodels."""
-    for split in CHUNKS:
-        a_path = results(actual) / f"aggregate/alpha={ALPHA}/{split}.parquet"
-        e_path = results(expected) / f"aggregate/alpha={ALPHA}/{split}.parquet"
-        assert pq.read_table(a_path, columns=["mask"]).column("mask").equals(
-            pq.read_table(e_path, columns=["mask"]).column("mask")), f"{split} masks differ"
-        a, e = store.read_models(a_path, layout(actual)), store.read_models(e_path, layout(expected))
-        np.testing.assert_array_equal(a.model_id, e.model_id)
-        np.testing.assert_allclose(a.margins, e.margins, rtol=1e-5, atol=1e-5)
-    a_dm = fit.read(results(actual) / f"datamodels/alpha={ALPHA}/datamodels.parquet")
-    e_dm = fit.read(results(expected) / f"datamodels/alpha={ALPHA}/datamodels.parquet")
-    np.testing.assert_allclose(a_dm.weight, e_dm.weight, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(a_dm.bias, e_dm.bias, rtol=1e-4, atol=1e-5)
-    assert (results(actual) / "summary.md").exists()
 
 
 def job_outputs(text: str, rule: str) -> dict[int, str]:
@@ -156,15 +115,7 @@ def finished_outputs(text: str, rule: str) -> set[str]:
     return {outputs[j] for j in done if j in outputs}
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    """An uninterrupted run of the tiny configuration, up to what ``assert_same_results`` compares."""
-    workdir = tmp_path_factory.mktemp("reference")
-    snakemake(workdir, *REFERENCE_TARGETS, configfile=prepare(workdir))
-    return workdir
-
-
-def test_killed_run_resumes_without_retraining_finished_chunks(tmp_path, reference):
+def test_killed_run_resumes_without_retraining_finished_chunks(tmp_path, tiny_reference):
     config = prepare(tmp_path)
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"), "--directory",
                str(tmp_path), "--cores", "2", "--workflow-profile", "none", TARGET, "--configfile", str(config)]
@@ -213,10 +164,10 @@ def test_killed_run_resumes_without_retraining_finished_chunks(tmp_path, referen
         assert after[path] == before[path], f"{path} was retrained although it had finished"
     for path in untrusted:  # never taken as complete: redone from scratch
         assert after[path] != before[path], f"{path} was taken as complete although its job never finished"
-    assert_same_results(tmp_path, reference)
+    assert_same_results(tmp_path, tiny_reference)
 
 
-def test_transient_failure_is_retried_and_permanent_failure_names_the_chunk(tmp_path, reference, monkeypatch):
+def test_transient_failure_is_retried_and_permanent_failure_names_the_chunk(tmp_path, tiny_reference, monkeypatch):
     """One run, two failing chunks: TRANSIENT fails on its first attempt only and is retried; FAILING always
     fails, and --keep-going finishes everything that does not need it."""
     config = prepare(tmp_path)
@@ -254,7 +205,7 @@ def test_transient_failure_is_retried_and_permanent_failure_names_the_chunk(tmp_
         str(failing.relative_to(tmp_path))}
     assert identity(others) == before
     # The results, the retried chunk's included, are those of an uninterrupted run.
-    assert_same_results(tmp_path, reference)
+    assert_same_results(tmp_path, tiny_reference)
 
 
 def test_corrupt_chunk_is_named_at_aggregation(tmp_path):

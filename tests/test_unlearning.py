@@ -157,9 +157,11 @@ def test_finetune_on_labels_takes_exactly_the_steps(one_thread):
 
 
 def test_learner_check():
-    with pytest.raises(ValueError, match="model.name 'cnn'"):
-        unlearning.check_learner({"model": {"name": "cnn"}, "train": {}})
+    with pytest.raises(ValueError, match="model.name 'resnet9'.*torch_module"):
+        unlearning.check_learner({"model": {"name": "resnet9"}, "train": {}})
     unlearning.check_learner({"model": {"name": "logistic"}, "train": {}})
+    own = {"name": "custom", "entry_point": "datamodels_pipeline.examples.own_torch_model:TanhNet"}
+    unlearning.check_learner({"model": own, "train": {}})
 
 
 def test_config_defaults_and_bounds():
@@ -236,12 +238,34 @@ def test_tiny_run_writes_outputs_and_dmm_moves_forget_margins_to_the_prediction(
                        0, 1, **{k: str(v) for k, v in out.items()})
 
 
-def test_the_workflow_names_the_same_learners_as_the_module():
-    """unlearning.smk spells the learners out (parsing must not import torch); they must stay the module's."""
-    import re
-
+def test_the_workflow_leaves_unlearning_out_by_declared_capability():
+    """rule all leaves unlearning out for the learners that do not declare the torch network (protocol.py), not by
+    a list of names."""
     from conftest import REPO
 
-    rules = (REPO / "workflow/rules/unlearning.smk").read_text()
-    spelled = re.search(r"^UNLEARNING_LEARNERS = \[(.*)\]$", rules, re.M).group(1)
-    assert tuple(name.strip().strip('"') for name in spelled.split(",")) == unlearning.MODULE_LEARNERS
+    from datamodels_pipeline import protocol
+
+    assert "UNLEARNING_LEARNERS" not in (REPO / "workflow/rules/unlearning.smk").read_text()
+    sklearn = {"name": "custom", "entry_point": "datamodels_pipeline.examples.sklearn_logistic:train"}
+    assert protocol.applications_left_out(sklearn, ["unlearning", "leakage"]) == {"unlearning": "torch_module"}
+    for model in ({"name": "mlp"}, {"name": "logistic"},
+                  {"name": "custom", "entry_point": "datamodels_pipeline.examples.own_torch_model:TanhNet"}):
+        assert protocol.applications_left_out(model, ["unlearning", "attribution"]) == {}
+
+
+def test_a_cnn_run_unlearns_its_own_network(tmp_path, one_thread):
+    """cnn provides its torch network (learner protocol): unlearning fine-tunes it like the MLP's."""
+    tiny_inputs(tmp_path)
+    settings = {"forget_size": 6, "forget_class": 3, "n_retain": 20, "n_seeds": 2, "oracle_matching": False,
+                "klom_std_floor": 0.05, "finetune": {"optimizer": "adam", "lr": 0.01, "epochs": 20, "batch_size": 32}}
+    recipe = {"model": {"name": "cnn", "channels": [4, 8]},
+              "train": {"epochs": 4, "batch_size": 32, "lr": 0.05, "schedule": "constant", "device": "cpu"}}
+    out = {"table_path": tmp_path / "points.parquet", "summary_path": tmp_path / "summary.json",
+           "metrics_path": tmp_path / "metrics.png", "scatter_path": tmp_path / "scatter.png"}
+    unlearning.run(str(tmp_path / "test.parquet"), str(tmp_path / "train.parquet"), str(tmp_path / "dataset.npz"),
+                   0.5, settings, recipe, 0, 1, **{k: str(v) for k, v in out.items()})
+    summary = json.loads(out["summary_path"].read_text())
+    assert summary["methods"] == ["original", "finetune", "dmm"] and summary["n_models_trained"] == 6
+    forget = pq.read_table(out["table_path"]).to_pandas().query("role == 'forget'")
+    assert np.isfinite(forget[["original_mean", "dmm_mean", "oracle_mean"]].to_numpy()).all()
+    assert np.abs(forget.dmm_mean + 2.0).mean() < np.abs(forget.original_mean + 2.0).mean()

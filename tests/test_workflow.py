@@ -16,6 +16,7 @@ from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake, write
 
 pytestmark = pytest.mark.workflow
 SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+ALPHAS = [f"{a:g}" for a in SMOKE["subsets"]["alphas"]]
 APPLICATIONS = ("counterfactuals", "brittleness", "similar_examples", "leakage", "embeddings",
                 "data_selection", "backdoor", "modeldiff", "unlearning", "attribution")
 # Rules that fit lasso datamodels of their own with the run's fit settings.
@@ -32,7 +33,7 @@ def results(run_dir):
 
 
 def test_outputs_and_metrics(run_dir):
-    for alpha in ("0.5", "0.25"):
+    for alpha in ALPHAS:
         metrics = json.loads((results(run_dir) / f"evaluation/alpha={alpha}/metrics.json").read_text())
         for key in ("lds", "pooled_spearman", "pooled_pearson", "mse", "n_train_models", "n_eval_models", "baseline_lds"):
             assert key in metrics
@@ -71,7 +72,7 @@ def test_outputs_match_an_independent_recomputation(run_dir):
 def test_application_outputs(run_dir):
     """Tables, summaries and figures of the applications; predictions recomputed from the datamodels."""
     settings = SMOKE["applications"]
-    for alpha in ("0.5", "0.25"):
+    for alpha in ALPHAS:
         base = results(run_dir) / "applications"
         dm = fit.read(results(run_dir) / f"datamodels/alpha={alpha}/datamodels.parquet")
         table = pq.read_table(base / f"counterfactuals/alpha={alpha}/counterfactuals.parquet").to_pylist()
@@ -103,7 +104,7 @@ def test_follow_up_application_outputs(run_dir):
     """The follow-up applications' outputs, with their key numbers recomputed from the stored files."""
     settings = SMOKE["applications"]
     dataset = data.load(results(run_dir) / "data/dataset.npz")
-    for alpha in ("0.5", "0.25"):
+    for alpha in ALPHAS:
         base = results(run_dir) / "applications"
         dm = fit.read(results(run_dir) / f"datamodels/alpha={alpha}/datamodels.parquet")
         # Data selection: a DsDm selection is the top-k training examples by summed weight over the choosing targets.
@@ -146,9 +147,10 @@ def test_second_run_does_nothing(run_dir):
 def test_more_models_train_only_the_new_chunks(run_dir):
     grown = write_config(run_dir, "grown", lambda c: c["subsets"].update(n_models=160))
     jobs = planned_jobs(snakemake(run_dir, "-n", configfile=grown))
-    assert jobs["train_chunk"] == 2 and jobs["masks"] == 2  # one new chunk per alpha
-    assert jobs["aggregate"] == 2 and jobs["statistics"] == 2  # the train aggregate of each alpha, summed again
-    assert jobs["fit_datamodels"] == 4 and jobs["merge_datamodels"] == 2  # two target blocks per alpha
+    n = len(ALPHAS)
+    assert jobs["train_chunk"] == n and jobs["masks"] == n  # one new chunk per alpha
+    assert jobs["aggregate"] == n and jobs["statistics"] == n  # the train aggregate of each alpha, summed again
+    assert jobs["fit_datamodels"] == 2 * n and jobs["merge_datamodels"] == n  # two target blocks per alpha
     assert "prepare_data" not in jobs
 
 
@@ -189,9 +191,9 @@ def test_code_edits_rerun_only_their_stage(run_dir):
     assert set(_edited(run_dir, "lasso.py", lambda text: text + SEMANTIC, config)) == {
         "fit_datamodels", "merge_datamodels", "evaluate", "learning_curve", "summary", "all", *OWN_FITS,
         *APPLICATIONS}
-    assert _edited(run_dir, "training.py", lambda text: text + SEMANTIC, config)["train_chunk"] == 8
+    assert _edited(run_dir, "training.py", lambda text: text + SEMANTIC, config)["train_chunk"] == 4 * len(ALPHAS)
     assert _edited(run_dir, "applications/brittleness.py", lambda text: text + SEMANTIC, config) == {
-        "brittleness": 2, "all": 1}
+        "brittleness": len(ALPHAS), "all": 1}
 
 
 def test_report_has_every_figure(run_dir):

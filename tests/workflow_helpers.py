@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
 import yaml
+
+from datamodels_pipeline import fit, store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,3 +64,48 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
         counts[match.group(1)] = int(match.group(2))
     counts.pop("total", None)
     return counts
+
+
+# --- the tiny configuration of the resume and SLURM tests (tests/conftest.py runs it once: ``tiny_reference``) ---
+
+RUN = "tiny"
+ALPHA = "0.5"
+CHUNKS = {"train": 4, "eval": 1}  # n_models / models_per_chunk
+REFERENCE_TARGETS = ["--show-failed-logs", *(f"results/{RUN}/aggregate/alpha={ALPHA}/{split}.parquet" for split in CHUNKS),
+                     f"results/{RUN}/datamodels/alpha={ALPHA}/datamodels.parquet"]
+"""What ``assert_same_results`` reads of the expected run: the aggregates and the datamodels."""
+
+
+def tiny(config: dict) -> None:
+    """One alpha, 80 + 20 models in chunks of 20, two epochs, a five-lambda path, test targets only."""
+    config["run"] = RUN
+    config["data"].update(targets="test", n_test=30)
+    config["subsets"].update(alphas=[float(ALPHA)], n_models=80, n_eval_models=20, models_per_chunk=20)
+    config["train"]["epochs"] = 2
+    config["fit"].update(n_lambdas=5, max_iter=200)
+    config["evaluate"]["learning_curve"] = [1.0]
+
+
+def results(workdir: Path) -> Path:
+    return workdir / "results" / RUN
+
+
+def layout(workdir: Path) -> store.Layout:
+    return store.layout_for(json.loads((results(workdir) / "data/dataset.json").read_text()), float(ALPHA))
+
+
+def assert_same_results(actual: Path, expected: Path) -> None:
+    """Aggregates: identical ids and masks (bit for bit), margins equal to float tolerance; same datamodels."""
+    for split in CHUNKS:
+        a_path = results(actual) / f"aggregate/alpha={ALPHA}/{split}.parquet"
+        e_path = results(expected) / f"aggregate/alpha={ALPHA}/{split}.parquet"
+        assert pq.read_table(a_path, columns=["mask"]).column("mask").equals(
+            pq.read_table(e_path, columns=["mask"]).column("mask")), f"{split} masks differ"
+        a, e = store.read_models(a_path, layout(actual)), store.read_models(e_path, layout(expected))
+        np.testing.assert_array_equal(a.model_id, e.model_id)
+        np.testing.assert_allclose(a.margins, e.margins, rtol=1e-5, atol=1e-5)
+    a_dm = fit.read(results(actual) / f"datamodels/alpha={ALPHA}/datamodels.parquet")
+    e_dm = fit.read(results(expected) / f"datamodels/alpha={ALPHA}/datamodels.parquet")
+    np.testing.assert_allclose(a_dm.weight, e_dm.weight, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a_dm.bias, e_dm.bias, rtol=1e-4, atol=1e-5)
+    assert (results(actual) / "summary.md").exists()

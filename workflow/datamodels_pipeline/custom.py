@@ -1,8 +1,17 @@
-"""The ``custom`` learner: the user's own training function, named by ``model.entry_point``.
+"""The ``custom`` learner: the user's own learner class or training function, named by ``model.entry_point``.
 
-``model.entry_point`` is ``"package.module:function"`` (the module must be
+``model.entry_point`` is ``"package.module:name"`` (the module must be
 importable by the Python that runs the workflow: installed, or on PYTHONPATH).
-The function is called once per model, with keyword arguments only::
+
+A **class** must subclass ``protocol.Learner``; it is the learner (built from the
+config's ``model`` and ``train`` sections; its settings are ``model.options``), with
+the capabilities it declares. ``torch_learner.TorchLearner`` is the base class for
+a torch network: the user writes one method that builds the ``nn.Module``, and the
+network gets every application (see ``datamodels_pipeline/examples/own_torch_model.py``
+and docs/own-model.md).
+
+A **function** returns margins only (the applications that need the trained
+network are left out). It is called once per model, with keyword arguments only::
 
     function(train_indices=..., seed=..., device=..., x_train=..., y_train=...,
              x_targets=..., y_targets=..., image_shape=..., options=...)
@@ -31,10 +40,8 @@ from collections.abc import Callable, Sequence
 from functools import reduce
 
 import numpy as np
-import torch
 
-from .outputs import correct_class_margin
-from .training import TrainResult
+from .protocol import MARGINS, Learner, TrainData, TrainResult
 
 ARGUMENTS = ("train_indices", "seed", "device", "x_train", "y_train", "x_targets", "y_targets", "image_shape",
              "options")
@@ -59,6 +66,11 @@ def load(entry_point: str) -> Callable:
     except AttributeError as error:
         raise EntryPointError(f"model.entry_point {entry_point!r}: module {module_name!r} "
                               f"has no {attribute!r}") from error
+    if isinstance(function, type):
+        if not issubclass(function, Learner):
+            raise EntryPointError(f"model.entry_point {entry_point!r} is a class but not a subclass of "
+                                  "datamodels_pipeline.protocol.Learner")
+        return function
     if not callable(function):
         raise EntryPointError(f"model.entry_point {entry_point!r} is not callable")
     try:
@@ -73,13 +85,17 @@ def load(entry_point: str) -> Callable:
 
 def margins_of(output: object, y_targets: np.ndarray, entry_point: str) -> tuple[np.ndarray, bool]:
     """(float32 margins ``[n_targets]``, whether each target is correct) from a returned margin or logit array."""
-    if isinstance(output, torch.Tensor):
+    if hasattr(output, "detach"):  # a torch tensor
         output = output.detach().float().cpu().numpy()
     array = np.asarray(output, dtype=np.float32)
     n_targets = len(y_targets)
     if array.shape == (n_targets,):
         return array, array > 0
     if array.ndim == 2 and array.shape[0] == n_targets and array.shape[1] > int(y_targets.max()):
+        import torch
+
+        from .outputs import correct_class_margin
+
         logits = torch.from_numpy(array)
         margins = correct_class_margin(logits, torch.as_tensor(y_targets, dtype=torch.int64)).numpy()
         return margins, array.argmax(axis=1) == y_targets
@@ -88,30 +104,44 @@ def margins_of(output: object, y_targets: np.ndarray, entry_point: str) -> tuple
                           f"{int(y_targets.max())} (the largest target label)")
 
 
-def train(recipe: dict, x_train: np.ndarray, y_train: np.ndarray, subsets: np.ndarray, seeds: Sequence[int],
-          x_targets: np.ndarray, y_targets: np.ndarray, device: torch.device, image_shape: Sequence[int]
-          ) -> TrainResult:
-    """Learner entry point (see ``learners.train``): one call of the user's function per model."""
-    entry_point = recipe["model"].get("entry_point")
+def _entry_point(model: dict) -> str:
+    entry_point = model.get("entry_point")
     if not entry_point:
-        raise EntryPointError("model.name 'custom' needs model.entry_point ('package.module:function')")
-    function = load(entry_point)
-    options = recipe["model"].get("options", {})
-    margins, train_accuracy, target_accuracy = [], [], []
-    for subset, seed in zip(np.asarray(subsets), seeds):
-        returned = function(train_indices=subset.astype(np.int64), seed=int(seed), device=str(device),
-                            x_train=x_train, y_train=y_train, x_targets=x_targets, y_targets=y_targets,
-                            image_shape=tuple(image_shape), options=dict(options))
-        accuracy = np.nan
-        if isinstance(returned, tuple):
-            if len(returned) != 2:
-                raise EntryPointError(f"model.entry_point {entry_point!r} returned a tuple of {len(returned)} items; "
-                                      "expected (margins or logits, train_accuracy)")
-            returned, accuracy = returned
-        model_margins, correct = margins_of(returned, y_targets, entry_point)
-        margins.append(model_margins)
-        train_accuracy.append(float(accuracy))
-        target_accuracy.append(float(np.mean(correct)))
-    return TrainResult(margins=np.stack(margins).astype(np.float32),
-                       train_accuracy=np.asarray(train_accuracy, dtype=np.float32),
-                       target_accuracy=np.asarray(target_accuracy, dtype=np.float32))
+        raise EntryPointError("model.name 'custom' needs model.entry_point ('package.module:name')")
+    return entry_point
+
+
+class Custom(Learner):
+    """A user's training function (margins only); a user's ``Learner`` class stands in for it (``resolve``)."""
+
+    capabilities = frozenset({MARGINS})
+
+    @classmethod
+    def resolve(cls, model: dict) -> type[Learner]:
+        loaded = load(_entry_point(model))
+        return loaded if isinstance(loaded, type) else cls
+
+    def train_models(self, data: TrainData, subsets: np.ndarray, seeds: Sequence[int]) -> TrainResult:
+        """One call of the user's function per model."""
+        entry_point = _entry_point(self.model)
+        function = load(entry_point)
+        options = self.options
+        x_train, y_train, x_targets, y_targets = data.x_train, data.y_train, data.x_targets, data.y_targets
+        margins, train_accuracy, target_accuracy = [], [], []
+        for subset, seed in zip(np.asarray(subsets), seeds):
+            returned = function(train_indices=subset.astype(np.int64), seed=int(seed), device=data.device,
+                                x_train=x_train, y_train=y_train, x_targets=x_targets, y_targets=y_targets,
+                                image_shape=tuple(data.image_shape), options=dict(options))
+            accuracy = np.nan
+            if isinstance(returned, tuple):
+                if len(returned) != 2:
+                    raise EntryPointError(f"model.entry_point {entry_point!r} returned a tuple of {len(returned)} "
+                                          "items; expected (margins or logits, train_accuracy)")
+                returned, accuracy = returned
+            model_margins, correct = margins_of(returned, y_targets, entry_point)
+            margins.append(model_margins)
+            train_accuracy.append(float(accuracy))
+            target_accuracy.append(float(np.mean(correct)))
+        return TrainResult(margins=np.stack(margins).astype(np.float32),
+                           train_accuracy=np.asarray(train_accuracy, dtype=np.float32),
+                           target_accuracy=np.asarray(target_accuracy, dtype=np.float32))

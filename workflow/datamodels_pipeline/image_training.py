@@ -36,7 +36,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from . import augment
 from .augment import Augmentation
 from .outputs import correct_class_margin
-from .training import TrainResult
+from .protocol import TrainResult
 
 SCHEDULES = ("constant", "one_cycle")
 EVAL_EXAMPLES = 2048
@@ -219,33 +219,82 @@ def _optimizer(params: Sequence[torch.Tensor], recipe: ImageRecipe, n_steps: int
     return optimizer, LambdaLR(optimizer, lr_factor(recipe, n_steps))
 
 
+def _memory_format(recipe: ImageRecipe, device: torch.device) -> torch.memory_format:
+    return torch.channels_last if recipe.channels_last and device.type == "cuda" else torch.contiguous_format
+
+
+def fit_one(factory: ModelFactory, recipe: ImageRecipe, data: ImageData, subset: torch.Tensor, seed: int,
+            on_epoch_end: Callable[[int, nn.Module, float], None] | None = None) -> nn.Module:
+    """Train one model with autograd on ``data.x_train[subset]`` and return it (in eval mode).
+
+    ``on_epoch_end(epoch, model, lr)`` sees the model after every epoch (from 1) and the learning rate of the
+    epoch's last step.
+    """
+    device = data.device
+    memory_format = _memory_format(recipe, device)
+    subset = torch.as_tensor(subset, dtype=torch.int64)
+    init_seed, data_seed = derived_seeds(seed)
+    model = init_model(factory, init_seed).to(device=device, memory_format=memory_format)
+    generator = torch.Generator().manual_seed(data_seed)
+    optimizer, scheduler = _optimizer(list(model.parameters()), recipe, steps_per_epoch(len(subset), recipe))
+    model.train()
+    for epoch in range(1, recipe.epochs + 1):
+        for index, draws in _epoch(subset, generator, recipe, data):
+            x = _inputs(data, index, draws, recipe).contiguous(memory_format=memory_format)
+            with _autocast(recipe, device):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), data.y_train[index], label_smoothing=recipe.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            lr = float(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        if on_epoch_end is not None:
+            model.eval()
+            on_epoch_end(epoch, model, lr)
+            model.train()
+    return model.eval()
+
+
+class FlatImageNetwork(nn.Module):
+    """An image network on the prepared data set's flattened rows: ``[n, C*H*W]`` -> logits (one example ``[d]``
+    -> ``[C]``, as ``vmap`` hands it in), standardised with the training set's statistics, and averaged with the
+    horizontal flip when ``tta_flip`` (as the learner's margins are)."""
+
+    def __init__(self, net: nn.Module, layout: Sequence[int], mean: torch.Tensor, std: torch.Tensor,
+                 tta_flip: bool) -> None:
+        super().__init__()
+        self.net, self.layout, self.tta_flip = net, tuple(int(s) for s in layout), tta_flip
+        self.register_buffer("mean", mean.detach().clone().view(1, -1, 1, 1))
+        self.register_buffer("std", std.detach().clone().view(1, -1, 1, 1))
+
+    def _images(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.reshape(-1, *self.layout) - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        images = self._images(x)
+        logits = self.net(images)
+        if self.tta_flip:
+            logits = (logits + self.net(images.flip(-1))) / 2
+        return logits[0] if x.ndim == 1 else logits
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The activations feeding the last layer (the net is an ``nn.Sequential``)."""
+        out = self.net[:-1](self._images(x))
+        return out[0] if x.ndim == 1 else out
+
+
 def train_sequential(factory: ModelFactory, recipe: ImageRecipe, data: ImageData, subsets: np.ndarray,
                      seeds: Sequence[int]) -> TrainResult:
     """Train the models one after the other with autograd (any module, BatchNorm included)."""
     if len(seeds) != len(subsets):
         raise ValueError(f"{len(seeds)} seeds for {len(subsets)} subsets")
     device = data.device
-    channels_last = recipe.channels_last and device.type == "cuda"
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    memory_format = _memory_format(recipe, device)
     subsets_t = torch.as_tensor(np.asarray(subsets), dtype=torch.int64)
     results = []
     for subset, seed in zip(subsets_t, seeds):
-        init_seed, data_seed = derived_seeds(seed)
-        model = init_model(factory, init_seed).to(device=device, memory_format=memory_format)
-        generator = torch.Generator().manual_seed(data_seed)
-        optimizer, scheduler = _optimizer(list(model.parameters()), recipe, steps_per_epoch(len(subset), recipe))
-        model.train()
-        for _ in range(recipe.epochs):
-            for index, draws in _epoch(subset, generator, recipe, data):
-                x = _inputs(data, index, draws, recipe).contiguous(memory_format=memory_format)
-                with _autocast(recipe, device):
-                    logits = model(x)
-                loss = F.cross_entropy(logits.float(), data.y_train[index], label_smoothing=recipe.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-        model.eval()
+        model = fit_one(factory, recipe, data, subset, seed)
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             with _autocast(recipe, device):

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .image_training import ImageData, ImageRecipe, ModelFactory, channel_layout, train_sequential
-from .training import TrainResult
+from .protocol import MARGINS, Learner, TrainData, TrainResult
 
 MIN_IMAGE_SIDE = 11
 """Smallest height and width the network's strides and unpadded last convolution allow."""
@@ -82,14 +82,19 @@ def factory(model: dict, image_shape: Sequence[int], n_classes: int) -> ModelFac
     return lambda: resnet9(channels, n_classes, float(model.get("width", 1.0)))
 
 
-def train(recipe: dict, x_train: np.ndarray, y_train: np.ndarray, subsets: np.ndarray, seeds: Sequence[int],
-          x_targets: np.ndarray, y_targets: np.ndarray, device: torch.device, image_shape: Sequence[int]
-          ) -> TrainResult:
-    """Learner entry point (see ``learners.train``)."""
-    settings = ImageRecipe.from_config(recipe["train"])
-    data = ImageData.from_arrays(x_train, y_train, x_targets, y_targets, image_shape, device, settings.normalize)
-    cudnn = torch.backends.cudnn
-    # Fixed input shapes: let cuDNN pick its fastest kernels, for this training only (the flag is process-wide).
-    with cudnn.flags(enabled=cudnn.enabled, benchmark=device.type == "cuda", deterministic=cudnn.deterministic,
-                     allow_tf32=cudnn.allow_tf32):
-        return train_sequential(factory(recipe["model"], image_shape, data.n_classes), settings, data, subsets, seeds)
+class ResNet9(Learner):
+    """Learner ``resnet9`` (see the module docstring): the models of a chunk one after the other."""
+
+    capabilities = frozenset({MARGINS})
+
+    def train_models(self, data: TrainData, subsets: np.ndarray, seeds: Sequence[int]) -> TrainResult:
+        settings = ImageRecipe.from_config(self.train)
+        device = torch.device(data.device)
+        images = ImageData.from_arrays(data.x_train, data.y_train, data.x_targets, data.y_targets, data.image_shape,
+                                       device, settings.normalize)
+        cudnn = torch.backends.cudnn
+        # Fixed input shapes: let cuDNN pick its fastest kernels, for this training only (the flag is process-wide).
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=device.type == "cuda", deterministic=cudnn.deterministic,
+                         allow_tf32=cudnn.allow_tf32):
+            return train_sequential(factory(self.model, data.image_shape, images.n_classes), settings, images,
+                                    subsets, seeds)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from . import data, devices, learners, masks, store
+from .protocol import TrainData
 from .seeding import Stream, int_seed
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,7 @@ def run(data_path: str, info_path: str, masks_path: str, output_path: str, alpha
     device = devices.resolve(recipe["train"].get("device", "cpu"))
     seeds = [int_seed(seed, MODEL_STREAMS[split], alpha, int(i)) for i in model_ids]
     start = time.perf_counter()
-    result = learners.train(recipe, dataset.x_train, dataset.y_train, masks.to_subsets(mask), seeds,
-                            dataset.x_targets, dataset.y_targets, device=device, image_shape=dataset.image_shape)
+    result = learners.train_on(recipe, TrainData.of(dataset, device), masks.to_subsets(mask), seeds)
     elapsed = time.perf_counter() - start
     diverged = ~np.isfinite(result.margins).all(axis=1)
     models = store.Models(model_id=model_ids, mask=mask, margins=result.margins,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datamodels_pipeline.outputs import correct_class_margin
+from datamodels_pipeline.protocol import Checkpoint, TrainResult  # noqa: F401 (TrainResult: re-exported)
 
 CPU_CACHE_BYTES_PER_THREAD = 4 * 2**20
 """Working-set budget per torch thread of the models stepped together on CPU:
@@ -40,23 +41,6 @@ class Recipe:
     momentum: float = 0.9
     weight_decay: float = 0.0
     nesterov: bool = False
-
-
-@dataclass
-class TrainResult:
-    """What the pipeline keeps of K trained models."""
-
-    margins: np.ndarray
-    """float32 ``[K, n_targets]``: correct-class margin of each model on each target."""
-    train_accuracy: np.ndarray
-    """float32 ``[K]``: accuracy of each model on its own training subset."""
-    target_accuracy: np.ndarray
-    """float32 ``[K]``: accuracy of each model on the targets."""
-
-    @staticmethod
-    def concatenate(results: Sequence[TrainResult]) -> TrainResult:
-        """The models of several results, in order."""
-        return TrainResult(**{f.name: np.concatenate([getattr(r, f.name) for r in results]) for f in fields(TrainResult)})
 
 
 EpochHook = Callable[[int, int, list[torch.Tensor], float], None]
@@ -205,6 +189,15 @@ def train_batched(x_train: torch.Tensor, y_train: torch.Tensor, subsets: np.ndar
     return TrainResult.concatenate(results)
 
 
+def linear_from(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
+    """An ``nn.Linear`` holding copies of ``weight`` ``[fan_out, fan_in]`` and ``bias`` ``[fan_out]``."""
+    linear = nn.utils.skip_init(nn.Linear, weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        linear.bias.copy_(bias)
+    return linear
+
+
 def train_module(x_train: torch.Tensor, y_train: torch.Tensor, subset: np.ndarray, seed: int, recipe: Recipe,
                  n_classes: int, device: str | torch.device = "cpu") -> nn.Sequential:
     """Train one MLP with the plain PyTorch loop and return it (for methods that need the network itself).
@@ -216,12 +209,7 @@ def train_module(x_train: torch.Tensor, y_train: torch.Tensor, subset: np.ndarra
     widths = [x_train.shape[1], *recipe.hidden, n_classes]
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(widths, widths[1:]):
-        linear = nn.utils.skip_init(nn.Linear, fan_in, fan_out)
-        weight, bias = _linear_init(fan_in, fan_out, generator)
-        with torch.no_grad():
-            linear.weight.copy_(weight)
-            linear.bias.copy_(bias)
-        layers += [linear, nn.ReLU()]
+        layers += [linear_from(*_linear_init(fan_in, fan_out, generator)), nn.ReLU()]
     model = nn.Sequential(*layers[:-1]).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
@@ -254,3 +242,47 @@ def train_single(x_train: torch.Tensor, y_train: torch.Tensor, subset: np.ndarra
         x_train, y_train = x_train.to(device), y_train.to(device)
         logits_train, logits_targets = model(x_train[own]), model(x_targets.to(device))
         return _result(logits_train.T[None], y_train[own], logits_targets.T[None], y_targets.to(device))
+
+
+def _to_sequential(params: Sequence[torch.Tensor], k: int) -> nn.Sequential:
+    """Model k of the batched trainer's stacked ``[W1, b1, W2, b2, ...]`` as an ``nn.Sequential`` (a copy)."""
+    layers: list[nn.Module] = []
+    for i in range(0, len(params), 2):
+        layers += [linear_from(params[i][k].detach(), params[i + 1][k, :, 0].detach()), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def train_with_checkpoints(x_train: torch.Tensor, y_train: torch.Tensor, subsets: np.ndarray, seeds: Sequence[int],
+                           recipe: Recipe, n_classes: int, epochs: Sequence[int]) -> list[list[Checkpoint]]:
+    """Train ``len(seeds)`` networks together, keeping each one's copy at the end of every epoch in ``epochs``.
+
+    ``train_batched`` with an epoch hook, so model k at the last epoch is
+    ``train_module``'s network with that seed and subset up to float
+    rounding, at the cost the pipeline's own models are trained at. ``subsets`` is
+    int ``[K, m]`` (fixed-size rows); returns per model its checkpoints in epoch order.
+    """
+    wanted = set(int(e) for e in epochs)
+    if not wanted or min(wanted) < 1 or max(wanted) > recipe.epochs:
+        raise ValueError(f"checkpoint epochs must lie in [1, {recipe.epochs}] (applications.attribution.tracin."
+                         f"checkpoints), got {sorted(wanted)}")
+    if len(seeds) != len(subsets):
+        raise ValueError(f"{len(seeds)} seeds for {len(subsets)} subsets")
+    saved: list[list[Checkpoint]] = [[] for _ in seeds]
+
+    def keep(first: int, epoch: int, params: list[torch.Tensor], lr: float) -> None:
+        if epoch in wanted:
+            for k in range(params[0].shape[0]):
+                saved[first + k].append(Checkpoint(epoch=epoch, lr=lr, model=_to_sequential(params, k)))
+
+    # The targets only size the output layer here: one example of the last class gives n_classes outputs.
+    last_class = torch.tensor([n_classes - 1], dtype=y_train.dtype)
+    train_batched(x_train, y_train, np.asarray(subsets), list(seeds), recipe, x_train[:1], last_class,
+                           on_epoch_end=keep)
+    return saved
+
+
+def train_networks(x_train: torch.Tensor, y_train: torch.Tensor, subsets: np.ndarray, seeds: Sequence[int],
+                   recipe: Recipe, n_classes: int) -> list[nn.Sequential]:
+    """The final networks of :func:`train_with_checkpoints` (``train_module``'s, trained together)."""
+    trained = train_with_checkpoints(x_train, y_train, subsets, seeds, recipe, n_classes, [recipe.epochs])
+    return [checkpoints[-1].model for checkpoints in trained]

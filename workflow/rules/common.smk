@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from datamodels_pipeline import codegraph, sizing
+from datamodels_pipeline import codegraph, protocol, sizing
 from datamodels_pipeline.config import ConfigError, n_targets, validate
 
 try:
@@ -73,14 +73,12 @@ def entry_point_files(model=None, key="model"):
     return [spec.origin] if spec.origin and spec.origin.endswith(".py") else []
 
 
-# The learner modules loaded by name at run time (learners.LEARNERS), and a custom entry point's file: rules that
+# The learner module loaded by name at run time (protocol.REGISTRY), and a custom entry point's file: rules that
 # train add them to their code fingerprint, so editing the run's learner retrains and editing another does not.
-LEARNER_MODULES = {"mlp": [], "logistic": [], "cnn": ["cnn"], "resnet9": ["resnet9"], "custom": ["custom"]}
-
-
 def learner_files(model=None, key="model"):
     model = config["model"] if model is None else model
-    return [PACKAGE / f"{name}.py" for name in LEARNER_MODULES[model["name"]]] + entry_point_files(model, key)
+    parts = protocol.module_of(model["name"]).split(".")[1:]
+    return [PACKAGE.joinpath(*parts).with_suffix(".py")] + entry_point_files(model, key)
 
 
 LEARNER_FILES = learner_files()

@@ -1,9 +1,8 @@
 # Unlearning by datamodel matching (Georgiev et al. 2025): fine-tune the trained models towards the datamodels'
 # predicted outputs of models retrained without a forget set, against real retraining and plain fine-tuning.
 # Needs the train-set datamodels of the clean training set (the forget set's effect on training examples).
-# Learners whose trained network the unlearning application can fine-tune (unlearning.MODULE_LEARNERS, spelled
-# out here so that parsing the workflow does not import torch); `rule all` leaves unlearning out for the others.
-UNLEARNING_LEARNERS = ["mlp", "logistic"]
+# It fine-tunes the trained network: learners with the torch_module capability only (protocol.APPLICATION_NEEDS);
+# `rule all` leaves unlearning out for the others.
 
 
 rule unlearning:

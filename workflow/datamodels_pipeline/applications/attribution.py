@@ -19,9 +19,10 @@ Rows of the table:
   example over the training models (the evaluation stage's baseline, read the
   same way, with its measured CPU seconds), and its learning curve;
 * ``influence_function``, ``tracin``, ``trak`` (one row per ensemble size),
-  ``representation_similarity``: from networks trained here (mlp and logistic
-  learners only; with another learner they are skipped with a logged reason and
-  a null row);
+  ``representation_similarity``: from networks trained here by the run's learner
+  (``protocol.Learner.train_networks``: learners with the ``torch_module``
+  capability; ``rule all`` leaves the application out for the others, and asked
+  for anyway they are skipped with a logged reason and a null row);
 * ``input_similarity``: signed cosine similarity of the raw inputs (no model);
 * ``external:<file stem>``: score matrices from other libraries (``external``).
 
@@ -48,15 +49,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import data, evaluate, learners, masks, store
+from .. import data, evaluate, learners, masks, protocol, store
 from ..atomic import atomic_output
 from ..seeding import AppIndex, Stream, app_index, int_seed, rng
 from . import attribution_methods as am
 
 log = logging.getLogger(__name__)
 
-GRADIENT_LEARNERS = ("mlp", "logistic")
-"""Learners whose trained network the gradient and representation methods can take apart."""
 NETWORK_METHODS = ("influence_function", "tracin", "trak", "representation_similarity")
 SETTINGS_KEY = {"influence_function": "influence", "tracin": "tracin", "trak": "trak",
                 "representation_similarity": "representation"}
@@ -99,10 +98,10 @@ class Row:
 
 @dataclass
 class Context:
-    """The prepared data as float tensors, the trainer's recipe and the seeding keys."""
+    """The prepared data as float tensors, the run's learner and the seeding keys."""
 
     dataset: data.Dataset
-    recipe: object  # training.Recipe
+    learner: protocol.Learner
     seed: int
     alpha: float
 
@@ -110,6 +109,9 @@ class Context:
         import torch
 
         d = self.dataset
+        self.task = protocol.TrainData.of(d, "cpu")
+        # The learner's own loss for the per-example gradients; None: cross-entropy (the methods' own code path).
+        self.loss = None if type(self.learner).loss is protocol.Learner.loss else self.learner.loss
         self.x_train = torch.from_numpy(d.x_train.reshape(d.n_train, -1).astype(np.float32))
         self.y_train = torch.from_numpy(d.y_train.astype(np.int64))
         self.x_targets = torch.from_numpy(d.x_targets.reshape(d.n_targets, -1).astype(np.float32))
@@ -151,10 +153,10 @@ def model_plan(method: str, n_models: int, train_set: str, seed: int, alpha: flo
 
 # ---------------------------------------------------------------- methods run here
 def _train(ctx: Context, method: str, settings: dict, n_models: int) -> tuple[list, float]:
-    """A method's networks, trained together by the batched loop; (networks, CPU seconds)."""
+    """A method's networks, trained by the learner (``train_networks``); (networks, CPU seconds)."""
     seeds, subsets = model_plan(method, n_models, settings["train_set"], ctx.seed, ctx.alpha, ctx.dataset.n_train)
     start = time.process_time()
-    networks = am.train_networks(ctx.x_train, ctx.y_train, np.stack(subsets), seeds, ctx.recipe, ctx.n_classes)
+    networks = [checkpoints[-1].model for checkpoints in ctx.learner.train_networks(ctx.task, np.stack(subsets), seeds)]
     return networks, time.process_time() - start
 
 
@@ -170,7 +172,7 @@ def influence_function(ctx: Context, settings: dict) -> tuple[np.ndarray, float,
     total, details = None, []
     for model, rows in zip(networks, subsets):
         scores, inverse = am.influence_scores(model, ctx.x_train, ctx.y_train, rows, ctx.x_targets, ctx.y_targets,
-                                              ctx.n_classes, settings["damping"], ctx.recipe.weight_decay)
+                                              ctx.n_classes, settings["damping"], ctx.learner.weight_decay, ctx.loss)
         total = scores if total is None else total + scores
         details.append({"n_params": int(inverse.inverse.shape[0]), "n_negative_eigenvalues": inverse.n_negative,
                         "n_clamped": inverse.n_clamped, "eigenvalue_min": inverse.eigenvalue_min,
@@ -183,15 +185,14 @@ def influence_function(ctx: Context, settings: dict) -> tuple[np.ndarray, float,
 
 def tracin(ctx: Context, settings: dict) -> tuple[np.ndarray, float, float, dict]:
     """TracIn over the checkpoints at the end of the chosen epochs, averaged over ``n_models`` models."""
-    epochs = checkpoint_epochs(settings, ctx.recipe.epochs)
+    epochs = checkpoint_epochs(settings, ctx.learner.epochs)
     seeds, subsets = model_plan("tracin", settings["n_models"], settings["train_set"], ctx.seed, ctx.alpha,
                                 ctx.dataset.n_train)
     start = time.process_time()
-    trained = am.train_with_checkpoints(ctx.x_train, ctx.y_train, np.stack(subsets), seeds, ctx.recipe,
-                                        ctx.n_classes, epochs)
+    trained = ctx.learner.train_networks(ctx.task, np.stack(subsets), seeds, epochs)
     training_seconds = time.process_time() - start
-    total = sum(am.tracin_scores(checkpoints, ctx.x_train, ctx.y_train, ctx.x_targets, ctx.y_targets, ctx.n_classes)
-                for checkpoints in trained)
+    total = sum(am.tracin_scores(checkpoints, ctx.x_train, ctx.y_train, ctx.x_targets, ctx.y_targets, ctx.n_classes,
+                                 ctx.loss) for checkpoints in trained)
     return total / len(trained), time.process_time() - start, training_seconds, {"checkpoint_epochs": epochs}
 
 
@@ -245,10 +246,10 @@ def representation_similarity(ctx: Context, settings: dict) -> tuple[np.ndarray,
     """Signed cosine similarity of penultimate-layer features, averaged over ``n_models`` models."""
     start = time.process_time()
     networks, training_seconds = _train(ctx, "representation_similarity", settings, settings["n_models"])
-    total = sum(am.signed_cosine(am.penultimate_features(model, ctx.x_train).numpy(),
-                                 am.penultimate_features(model, ctx.x_targets).numpy(),
+    total = sum(am.signed_cosine(ctx.learner.features(model, ctx.x_train).numpy(),
+                                 ctx.learner.features(model, ctx.x_targets).numpy(),
                                  ctx.dataset.y_train, ctx.dataset.y_targets) for model in networks)
-    features = "hidden activations" if ctx.recipe.hidden else "inputs (logistic regression)"
+    features = ctx.learner.features_description
     return total / len(networks), time.process_time() - start, training_seconds, {"features": features}
 
 
@@ -309,7 +310,7 @@ def score_row(row: Row, weight: np.ndarray, bias: np.ndarray | None, held_out: e
 
 
 def probe_training_cost(recipe: dict, dataset: data.Dataset, alpha: float, seed: int, n_models: int) -> float:
-    """CPU seconds per model of the pipeline's trainer (``learners.train``, one thread like the ``train_chunk``
+    """CPU seconds per model of the pipeline's trainer (``learners.train_on``, one thread like the ``train_chunk``
     jobs, on the CPU) on alpha-subsets, measured on ``n_models`` models."""
     generator = rng(seed, Stream.APPLICATION, alpha, PROBE_INDEX)
     size = masks.subset_size(dataset.n_train, alpha)
@@ -321,8 +322,7 @@ def probe_training_cost(recipe: dict, dataset: data.Dataset, alpha: float, seed:
     torch.set_num_threads(1)  # as the train_chunk jobs
     try:
         start = time.process_time()
-        learners.train(recipe, dataset.x_train, dataset.y_train, subsets, seeds, dataset.x_targets,
-                       dataset.y_targets, device="cpu", image_shape=dataset.image_shape)
+        learners.train_on(recipe, protocol.TrainData.of(dataset, "cpu"), subsets, seeds)
         return (time.process_time() - start) / n_models
     finally:
         torch.set_num_threads(threads)
@@ -370,13 +370,14 @@ def empirical_influence_rows(metrics: dict, per_target: dict, curve: dict, per_m
     return rows
 
 
-def network_rows(ctx: Context, settings: dict, learner: str, held_out: evaluate.HeldOut, index: np.ndarray,
+def network_rows(ctx: Context, settings: dict, held_out: evaluate.HeldOut, index: np.ndarray,
                  details: dict) -> list[Row]:
-    """Rows of the methods that need the trained network (null rows with the reason for other learners)."""
+    """Rows of the methods that need the trained network (null rows with the reason for learners without it)."""
     methods = [m for m in NETWORK_METHODS if (settings["trak"]["ensemble"] if m == "trak"
                                               else settings[SETTINGS_KEY[m]]["n_models"])]
-    if learner not in GRADIENT_LEARNERS:
-        reason = f"skipped: needs the mlp or logistic learner's network, model.name is {learner!r}"
+    if protocol.TORCH_MODULE not in ctx.learner.capabilities:
+        reason = (f"skipped: needs a learner with its torch network ({protocol.TORCH_MODULE!r}); model.name "
+                  f"{ctx.learner.name!r} declares {sorted(ctx.learner.capabilities)}")
         for method in methods:
             log.warning("%s %s", method, reason)
         return [Row(method, 0, cpu_seconds=None, note=reason) for method in methods]
@@ -515,8 +516,8 @@ def run(fit_info_path: str, curve_path: str, metrics_path: str, evaluation_per_t
     rows += empirical_influence_rows(metrics, per_target, curve, per_model)
 
     details: dict = {}
-    ctx = Context(dataset, learners.mlp_recipe(recipe) if learner in GRADIENT_LEARNERS else None, seed, alpha)
-    rows += network_rows(ctx, settings, learner, held_out, index, details)
+    ctx = Context(dataset, protocol.learner(recipe), seed, alpha)
+    rows += network_rows(ctx, settings, held_out, index, details)
     if settings["representation"]["input_space"]:
         start = time.process_time()
         scores = am.signed_cosine(ctx.x_train.numpy(), ctx.x_targets.numpy(), dataset.y_train, dataset.y_targets)

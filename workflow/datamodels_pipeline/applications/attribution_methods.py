@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from .. import training
+from ..protocol import Checkpoint
+from ..training import train_networks, train_with_checkpoints  # noqa: F401 (re-exported)
 
 GRAD_CHUNK = 512
 """Examples per vmapped per-example-gradient call (bounds the memory of the stacked activations)."""
@@ -84,6 +85,15 @@ def loss_output(logits: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
 
 
 OutputFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""A learner's training loss ``loss(logits [B, C], labels [B])``, a mean over the batch."""
+
+
+def example_loss(loss: LossFn | None) -> OutputFn:
+    """The per-example loss as an output function: :func:`loss_output` (cross-entropy) when ``loss`` is None."""
+    if loss is None:
+        return loss_output
+    return lambda logits, onehot: loss(logits[None], onehot.argmax()[None])
 
 
 def per_example_grads(flat: FlatModel, x: torch.Tensor, onehot: torch.Tensor, output: OutputFn,
@@ -104,15 +114,17 @@ def onehot_labels(y: np.ndarray | torch.Tensor, n_classes: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- influence functions
-def hessian(flat: FlatModel, x: torch.Tensor, y: torch.Tensor, weight_decay: float = 0.0) -> torch.Tensor:
-    """Exact Hessian ``[P, P]`` of ``mean_i CE(x_i, y_i) + weight_decay/2 |theta|^2`` at the model's parameters.
+def hessian(flat: FlatModel, x: torch.Tensor, y: torch.Tensor, weight_decay: float = 0.0,
+            loss: LossFn | None = None) -> torch.Tensor:
+    """Exact Hessian ``[P, P]`` of ``mean_i CE(x_i, y_i) + weight_decay/2 |theta|^2`` at the model's parameters
+    (``loss(logits, labels)`` instead of the mean cross-entropy CE when given).
 
     Built row block by row block as Hessian-vector products (forward-over-reverse,
     ``jvp`` of ``grad``) on the basis vectors, vmapped in chunks of ``HVP_CHUNK``;
     symmetrised against float rounding.
     """
     def objective(theta: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(flat.logits(theta, x), y) + 0.5 * weight_decay * theta.pow(2).sum()
+        return (loss or F.cross_entropy)(flat.logits(theta, x), y) + 0.5 * weight_decay * theta.pow(2).sum()
 
     gradient = grad(objective)
 
@@ -166,7 +178,7 @@ def influence_from_grads(inverse: torch.Tensor, grad_loss_train: torch.Tensor, g
 
 def influence_scores(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, fit_rows: np.ndarray,
                      x_targets: torch.Tensor, y_targets: torch.Tensor, n_classes: int, damping: float,
-                     weight_decay: float = 0.0) -> tuple[np.ndarray, InverseHessian]:
+                     weight_decay: float = 0.0, loss: LossFn | None = None) -> tuple[np.ndarray, InverseHessian]:
     """Influence of every training example on every target's margin for one trained model.
 
     The Hessian is that of the mean loss over the model's own training rows
@@ -174,71 +186,16 @@ def influence_scores(model: nn.Module, x_train: torch.Tensor, y_train: torch.Ten
     """
     flat = FlatModel(model)
     rows = torch.as_tensor(np.asarray(fit_rows), dtype=torch.int64)
-    inverse = clamped_inverse(hessian(flat, x_train[rows], y_train[rows], weight_decay), damping)
-    g_loss = per_example_grads(flat, x_train, onehot_labels(y_train, n_classes), loss_output)
+    inverse = clamped_inverse(hessian(flat, x_train[rows], y_train[rows], weight_decay, loss), damping)
+    g_loss = per_example_grads(flat, x_train, onehot_labels(y_train, n_classes), example_loss(loss))
     g_f = per_example_grads(flat, x_targets, onehot_labels(y_targets, n_classes), margin_output)
     return influence_from_grads(inverse.inverse, g_loss, g_f, len(rows)), inverse
 
 
 # ---------------------------------------------------------------- TracIn
-@dataclass
-class Checkpoint:
-    epoch: int
-    lr: float
-    model: nn.Sequential
-
-
-def _to_sequential(params: Sequence[torch.Tensor], k: int) -> nn.Sequential:
-    """Model k of the batched trainer's stacked ``[W1, b1, W2, b2, ...]`` as an ``nn.Sequential`` (a copy)."""
-    layers: list[nn.Module] = []
-    for i in range(0, len(params), 2):
-        weight, bias = params[i][k].detach(), params[i + 1][k, :, 0].detach()
-        linear = nn.utils.skip_init(nn.Linear, weight.shape[1], weight.shape[0])
-        with torch.no_grad():
-            linear.weight.copy_(weight)
-            linear.bias.copy_(bias)
-        layers += [linear, nn.ReLU()]
-    return nn.Sequential(*layers[:-1])
-
-
-def train_with_checkpoints(x_train: torch.Tensor, y_train: torch.Tensor, subsets: np.ndarray, seeds: Sequence[int],
-                           recipe: training.Recipe, n_classes: int, epochs: Sequence[int]) -> list[list[Checkpoint]]:
-    """Train ``len(seeds)`` networks together, keeping each one's copy at the end of every epoch in ``epochs``.
-
-    ``training.train_batched`` with an epoch hook, so model k at the last epoch is
-    ``training.train_module``'s network with that seed and subset up to float
-    rounding, at the cost the pipeline's own models are trained at. ``subsets`` is
-    int ``[K, m]`` (fixed-size rows); returns per model its checkpoints in epoch order.
-    """
-    wanted = set(int(e) for e in epochs)
-    if not wanted or min(wanted) < 1 or max(wanted) > recipe.epochs:
-        raise ValueError(f"applications.attribution.tracin.checkpoints must be epochs in [1, {recipe.epochs}], "
-                         f"got {sorted(wanted)}")
-    if len(seeds) != len(subsets):
-        raise ValueError(f"{len(seeds)} seeds for {len(subsets)} subsets")
-    saved: list[list[Checkpoint]] = [[] for _ in seeds]
-
-    def keep(first: int, epoch: int, params: list[torch.Tensor], lr: float) -> None:
-        if epoch in wanted:
-            for k in range(params[0].shape[0]):
-                saved[first + k].append(Checkpoint(epoch=epoch, lr=lr, model=_to_sequential(params, k)))
-
-    # The targets only size the output layer here: one example of the last class gives n_classes outputs.
-    last_class = torch.tensor([n_classes - 1], dtype=y_train.dtype)
-    training.train_batched(x_train, y_train, np.asarray(subsets), list(seeds), recipe, x_train[:1], last_class,
-                           on_epoch_end=keep)
-    return saved
-
-
-def train_networks(x_train: torch.Tensor, y_train: torch.Tensor, subsets: np.ndarray, seeds: Sequence[int],
-                   recipe: training.Recipe, n_classes: int) -> list[nn.Sequential]:
-    """The final networks of :func:`train_with_checkpoints` (``train_module``'s, trained together)."""
-    trained = train_with_checkpoints(x_train, y_train, subsets, seeds, recipe, n_classes, [recipe.epochs])
-    return [checkpoints[-1].model for checkpoints in trained]
-
-
 def tracin_scores(checkpoints: Sequence[Checkpoint], x_train: torch.Tensor, y_train: torch.Tensor,
-                  x_targets: torch.Tensor, y_targets: torch.Tensor, n_classes: int) -> np.ndarray:
+                  x_targets: torch.Tensor, y_targets: torch.Tensor, n_classes: int, loss: LossFn | None = None
+                  ) -> np.ndarray:
     """``sum_c lr_c * grad f_t(theta_c) . (-grad loss_i(theta_c))`` as ``[n_train, n_targets]``.
 
     A gradient step on example i moves the parameters by ``-lr grad loss_i``,
@@ -248,7 +205,7 @@ def tracin_scores(checkpoints: Sequence[Checkpoint], x_train: torch.Tensor, y_tr
     total = np.zeros((len(x_train), len(x_targets)))
     for c in checkpoints:
         flat = FlatModel(c.model)
-        g_loss = per_example_grads(flat, x_train, onehot_train, loss_output)
+        g_loss = per_example_grads(flat, x_train, onehot_train, example_loss(loss))
         g_f = per_example_grads(flat, x_targets, onehot_targets, margin_output)
         total += c.lr * (-(g_loss.double() @ g_f.double().T)).numpy()
     return total

@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 KEY = "applications.modeldiff"
 RANDOM_INDEX = (AppIndex.MODELDIFF_RANDOM_A_MINUS_B, AppIndex.MODELDIFF_RANDOM_B_MINUS_A)
 """``Stream.APPLICATION`` indices 40 (A minus B) and 41 (B minus A): the random control targets of the check."""
-"""Models of algorithm B trained per ``learners.train`` call (bounds the memory of the margins' intermediates)."""
+"""Models of algorithm B trained per ``learners.train_on`` call (bounds the memory of the margins' intermediates)."""
 WAYS = (("a_minus_b", "own", "other"), ("b_minus_a", "other", "own"))
 """(name, first algorithm, second algorithm): the residual of the first after projecting off the second."""
 

@@ -15,11 +15,12 @@ import numpy as np
 import torch
 
 from .. import data, devices, learners, masks, store
+from ..protocol import TrainData
 from ..seeding import Stream, int_seed
 
 log = logging.getLogger(__name__)
 TRAIN_BATCH = 1000
-"""Models trained per ``learners.train`` call."""
+"""Models trained per ``learners.train_on`` call."""
 
 
 def model_seeds(seed: int, alpha: float, model_ids: np.ndarray) -> list[int]:
@@ -36,8 +37,7 @@ def train_other(dataset, recipe: dict, mask: np.ndarray, seeds: list[int], batch
     accuracy = np.empty(len(mask), dtype=np.float32)
     for start in range(0, len(mask), batch):
         stop = min(start + batch, len(mask))
-        result = learners.train(recipe, dataset.x_train, dataset.y_train, subsets[start:stop], seeds[start:stop],
-                                dataset.x_targets, dataset.y_targets, device=device, image_shape=dataset.image_shape)
+        result = learners.train_on(recipe, TrainData.of(dataset, device), subsets[start:stop], seeds[start:stop])
         margins[start:stop], accuracy[start:stop] = result.margins, result.target_accuracy
     return margins, accuracy
 

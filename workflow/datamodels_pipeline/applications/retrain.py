@@ -3,7 +3,7 @@
 Model seed ``s`` (initialisation and minibatch order) is the same for the
 full-data reference models and for every removal set (common random numbers),
 so the difference "margin without the set minus margin with everything" is not
-swamped by seed-to-seed noise. The learners (``learners.train``) take subsets of
+swamped by seed-to-seed noise. The learners (``learners.train_on``) take subsets of
 one size per call, so the removal sets are trained together per removal size.
 """
 
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import data, devices, learners
+from ..protocol import TrainData
 from ..seeding import AppIndex, Stream, int_seed
 from .sampling import target_order, top_by_weight  # noqa: F401  (re-exported: the applications' shared helpers)
 
@@ -73,9 +74,8 @@ class Retrainer:
             sets = np.flatnonzero(sizes == size)
             subsets = np.repeat(np.stack([keep_indices(n_train, removals[i]) for i in sets]), n_seeds, axis=0)
             start = time.perf_counter()
-            result = learners.train(self.recipe, self.dataset.x_train, self.dataset.y_train, subsets,
-                                    self.seeds * len(sets), self.dataset.x_targets, self.dataset.y_targets,
-                                    device=self.device, image_shape=self.dataset.image_shape)
+            result = learners.train_on(self.recipe, TrainData.of(self.dataset, self.device), subsets,
+                                       self.seeds * len(sets))
             out[sets] = result.margins.reshape(len(sets), n_seeds, -1)
             self.n_models_trained += len(subsets)
             log.info("removal size %d: %d models on %d examples in %.1f s", size, len(subsets), n_train - size,

@@ -14,11 +14,12 @@ import time
 import numpy as np
 
 from .. import data, devices, learners, masks, store
+from ..protocol import TrainData
 from ..seeding import Stream, int_seed
 
 log = logging.getLogger(__name__)
 TRAIN_BATCH = 1000
-"""Models trained per ``learners.train`` call (bounds the memory of the recorded margins' intermediates)."""
+"""Models trained per ``learners.train_on`` call (bounds the memory of the recorded margins' intermediates)."""
 
 
 def train_set_margins(dataset: data.Dataset, recipe: dict, n_models: int, alpha: float, seed: int
@@ -36,8 +37,8 @@ def train_set_margins(dataset: data.Dataset, recipe: dict, n_models: int, alpha:
     margins = np.empty((n_models, n_train), dtype=np.float32)
     for start in range(0, n_models, TRAIN_BATCH):
         stop = min(start + TRAIN_BATCH, n_models)
-        result = learners.train(recipe, dataset.x_train, dataset.y_train, subsets[start:stop], seeds[start:stop],
-                                dataset.x_train, dataset.y_train, device=device, image_shape=dataset.image_shape)
+        result = learners.train_on(recipe, TrainData.of(dataset, device, dataset.x_train, dataset.y_train),
+                                   subsets[start:stop], seeds[start:stop])
         margins[start:stop] = result.margins
     return masks.to_mask(subsets, n_train), margins
 

@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -46,7 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import data, devices, fit, learners, training
+from .. import data, devices, fit, learners, protocol
+from ..protocol import TORCH_MODULE, TrainData
 from ..atomic import atomic_output
 from ..outputs import correct_class_margin
 from ..plots import save_figure
@@ -55,8 +57,6 @@ from .figures import fmt, plt
 from .retrain import keep_indices, model_seeds
 
 log = logging.getLogger(__name__)
-MODULE_LEARNERS = ("mlp", "logistic")
-"""Learners whose trained network ``training.train_module`` returns (the others only return margins)."""
 FORGET_INDEX, RETAIN_INDEX, SPLIT_INDEX = AppIndex.UNLEARNING_FORGET, AppIndex.UNLEARNING_RETAIN, AppIndex.UNLEARNING_SPLIT
 """``Stream.APPLICATION`` indices of the forget set, the retained sample and the test targets' split."""
 ORDER_INDEX = {m: app_index("unlearning_order", m) for m in ("dmm", "finetune", "oracle_matching")}
@@ -69,12 +69,11 @@ METHOD_LABELS = {"original": "no unlearning (trained models)", "finetune": "fine
                  "dmm": "datamodel matching (DMM)", "oracle_matching": "oracle matching (upper bound)"}
 
 
-def check_learner(recipe: dict) -> None:
-    """Unlearning edits the trained network, so only learners that return it (mlp, logistic) can be used."""
-    name = recipe["model"]["name"]
-    if name not in MODULE_LEARNERS:
-        raise ValueError(f"model.name {name!r}: the unlearning application fine-tunes the trained network itself, "
-                         f"which only the {' and '.join(MODULE_LEARNERS)} learners return (training.train_module)")
+def check_learner(recipe: dict) -> protocol.Learner:
+    """The run's learner; unlearning fine-tunes the trained network, so it must provide it (``torch_module``)."""
+    learner = protocol.learner(recipe)
+    protocol.require(learner, TORCH_MODULE, "unlearning")
+    return learner
 
 
 def forget_set(y_train: np.ndarray, size: int, forget_class: int | None, seed: int) -> np.ndarray:
@@ -216,16 +215,17 @@ def finetune_to_margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor, targ
 
 
 def finetune_on_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, settings: dict,
-                       generator: np.random.Generator) -> int:
-    """Fine-tune in place with cross-entropy on (x, y) for exactly ``steps`` minibatch steps (epochs in random order)."""
+                       generator: np.random.Generator, loss: Callable = F.cross_entropy) -> int:
+    """Fine-tune in place with the training ``loss`` (default cross-entropy) on (x, y) for exactly ``steps``
+    minibatch steps (epochs in random order)."""
     optimizer, done = _optimizer(model, settings), 0
     while done < steps:
         order = torch.from_numpy(generator.permutation(len(x))).to(x.device)
         for start in range(0, len(x), settings["batch_size"]):
             index = order[start:start + settings["batch_size"]]
-            loss = F.cross_entropy(model(x[index]), y[index])
+            value = loss(model(x[index]), y[index])
             optimizer.zero_grad()
-            loss.backward()
+            value.backward()
             optimizer.step()
             done += 1
             if done == steps:
@@ -370,7 +370,7 @@ def run(datamodels_path: str, train_set_datamodels_path: str, data_path: str, al
     """
     torch.set_num_threads(1)
     start = time.perf_counter()
-    check_learner(recipe)
+    learner = check_learner(recipe)
     dataset = data.load(data_path)
     n_train, n_seeds, tune = dataset.n_train, settings["n_seeds"], settings["finetune"]
     test_dm, train_dm = fit.read(datamodels_path), fit.read(train_set_datamodels_path)
@@ -400,15 +400,14 @@ def run(datamodels_path: str, train_set_datamodels_path: str, data_path: str, al
     original_seeds, oracle_seeds = seeds[:n_seeds], seeds[n_seeds:]
 
     tic = time.perf_counter()
-    originals = [training.train_module(x_train_t, y_train_t, np.arange(n_train), s, learners.mlp_recipe(recipe),
-                                       dataset.n_classes, device) for s in original_seeds]
+    task = TrainData.of(dataset, device, x_points, y_points)
+    originals = [learner.train_network(task, np.arange(n_train), s) for s in original_seeds]
     original = np.stack([margins_of(m, x_p, y_p) for m in originals])
-    log.info("%d trained models (plain loop) in %.1f s", n_seeds, time.perf_counter() - tic)
+    log.info("%d trained networks (%s) in %.1f s", n_seeds, learner.name, time.perf_counter() - tic)
     tic = time.perf_counter()
     torch.set_num_threads(max(1, threads))
-    oracles = learners.train(recipe, dataset.x_train, dataset.y_train, np.repeat(keep[None], 2 * n_seeds, axis=0),
-                             oracle_seeds, x_points, y_points, device=device, image_shape=dataset.image_shape
-                             ).margins.astype(np.float64)
+    oracles = learners.train_on(recipe, task, np.repeat(keep[None], 2 * n_seeds, axis=0), oracle_seeds
+                                ).margins.astype(np.float64)
     torch.set_num_threads(1)
     oracle, oracle2 = oracles[:n_seeds], oracles[n_seeds:]
     log.info("%d oracles retrained without the %d forget examples in %.1f s", 2 * n_seeds, len(forget),
@@ -427,7 +426,7 @@ def run(datamodels_path: str, train_set_datamodels_path: str, data_path: str, al
     for s, trained in enumerate(originals):
         methods["original"].append(original[s])
         model = copy.deepcopy(trained)
-        finetune_on_labels(model, x_retain, y_retain, steps, tune, generators["finetune"])
+        finetune_on_labels(model, x_retain, y_retain, steps, tune, generators["finetune"], learner.loss)
         methods["finetune"].append(margins_of(model, x_p, y_p))
         model = copy.deepcopy(trained)
         target = torch.as_tensor(predicted[s, match], dtype=torch.float32, device=device)
