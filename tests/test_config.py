@@ -169,8 +169,8 @@ def test_a_two_class_data_set_plans_every_job_without_importing_an_application(t
 
     monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # -X importtime: every module the parse imports
     result = snakemake(workdir, "-n", configfile=write_config(workdir, "two", two_classes))
-    jobs = planned_jobs(result)
-    assert jobs["unlearning"] == 2 and jobs["modeldiff"] == 2 and jobs["backdoor"] == 2
+    jobs, n_alphas = planned_jobs(result), len(yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())["subsets"]["alphas"])
+    assert jobs["unlearning"] == jobs["modeldiff"] == jobs["backdoor"] == n_alphas
     imported = [line for line in result.stderr.splitlines() if "import time:" in line]
     assert any("datamodels_pipeline.config" in line for line in imported)
     assert not [line for line in imported if "datamodels_pipeline.applications" in line or " torch" in line]
