@@ -155,7 +155,7 @@ def test_retrained_margins_do_not_depend_on_the_other_removal_sets():
 
 
 def test_config_defaults_and_removal_sizes():
-    base = {"run": "x", "seed": 0, "data": {"name": "digits", "n_train": 200},
+    base = {"run": "x", "seed": 0, "data": {"name": "digits", "n_train": 300},
             "model": {"name": "mlp"}, "subsets": {"alphas": [0.5], "n_models": 20, "n_eval_models": 5,
                                                   "models_per_chunk": 10}}
     filled = config.validate(base)

@@ -217,6 +217,3 @@ def test_run_attack_succeeds_and_removing_the_flagged_poisons_matches_the_oracle
     assert table["poisoned"].sum() == 20 and (table.loc[table["poisoned"], "original_label"] != 0).all()
     assert table["flagged"].sum() == 20 and sorted(table["rank"]) == list(range(1, n + 1))
     assert (tmp_path / "detection.png").stat().st_size > 0 and (tmp_path / "attack.png").stat().st_size > 0
-    with pytest.raises(ValueError, match="applications.backdoor.sizes"):
-        detection.run(str(tmp_path / "dm.parquet"), str(tmp_path / "data.npz"), str(tmp_path / "data.json"), 0.5,
-                      {**settings, "sizes": [n]}, RECIPE, 0, 1, *out.values())

@@ -214,7 +214,7 @@ def test_run_rejects_bad_settings_naming_the_key(tmp_path):
 
 
 def test_config_defaults_and_schema_bounds():
-    base = {"run": "x", "seed": 0, "data": {"name": "digits", "n_train": 200},
+    base = {"run": "x", "seed": 0, "data": {"name": "digits", "n_train": 300},
             "model": {"name": "mlp"}, "subsets": {"alphas": [0.5], "n_models": 20, "n_eval_models": 5,
                                                   "models_per_chunk": 10}}
     filled = config.validate(base)

@@ -163,7 +163,7 @@ def test_interventions_leave_removed_training_targets_out_of_the_groups():
 BASE = {"run": "x", "seed": 0, "data": {"name": "digits", "n_train": 100, "n_test": 50},
         "model": {"name": "mlp"}, "subsets": {"alphas": [0.5], "n_models": 20, "n_eval_models": 5,
                                               "models_per_chunk": 10},
-        "applications": {"counterfactuals": {"k": [5]}}}
+        "applications": {"counterfactuals": {"k": [5]}, "backdoor": {"sizes": [20, 40]}, "unlearning": {"n_retain": 20}}}
 
 
 def _with(**embedding_settings) -> dict:
@@ -171,7 +171,7 @@ def _with(**embedding_settings) -> dict:
 
 
 def test_config_defaults_and_cross_checks():
-    filled = config.validate({**_with(), "data": {"name": "digits", "n_train": 200}})
+    filled = config.validate({**_with(), "data": {"name": "digits", "n_train": 300}})
     assert filled["applications"]["embeddings"] == {
         "n_components": 10, "n_clusters": 10, "n_seeds": 5,
         "intervention": {"n_components": 2, "n_remove": 100, "n_group": 30}}

@@ -30,13 +30,13 @@ def _with_other(cfg: dict, other: dict) -> dict:
 
 
 def test_other_recipe_merges_onto_the_run_and_drops_keys_the_learner_does_not_use(default_config):
-    b = modeldiff.other_recipe(_with_other(default_config, {"model": {"name": "logistic"}}))
+    b = config.other_recipe(_with_other(default_config, {"model": {"name": "logistic"}}))
     assert b["model"] == {"name": "logistic"}                      # model.hidden dropped: logistic has none
     assert b["train"] == default_config["train"]                  # the run's train recipe, unchanged
-    b = modeldiff.other_recipe(_with_other(default_config, {"model": {"hidden": [256]}, "train": {"epochs": 5}}))
+    b = config.other_recipe(_with_other(default_config, {"model": {"hidden": [256]}, "train": {"epochs": 5}}))
     assert b["model"] == {"name": "mlp", "hidden": [256]}
     assert b["train"] == {**default_config["train"], "epochs": 5}
-    b = modeldiff.other_recipe(_with_other(default_config, {"model": {"name": "cnn"}}))
+    b = config.other_recipe(_with_other(default_config, {"model": {"name": "cnn"}}))
     assert b["model"]["channels"] == [16, 32] and b["train"]["schedule"] == "constant"  # cnn's defaults filled in
     assert b["train"]["epochs"] == default_config["train"]["epochs"]
 
@@ -50,17 +50,17 @@ def test_other_recipe_merges_onto_the_run_and_drops_keys_the_learner_does_not_us
 ])
 def test_invalid_other_recipes_name_the_key(default_config, other, message):
     with pytest.raises(ConfigError, match="applications.modeldiff.other") as error:
-        modeldiff.other_recipe(_with_other(default_config, other))
+        config.other_recipe(_with_other(default_config, other))
     assert message in str(error.value)
 
 
 def test_settings_checks(default_config):
-    modeldiff.check_settings(default_config)
+    config.validate(default_config)
     for key, value in (("n_remove", 1200), ("n_components", 598), ("n_group", 598), ("n_models", 9001)):
         cfg = copy.deepcopy(default_config)
         cfg["applications"]["modeldiff"][key] = value
         with pytest.raises(ConfigError, match=f"applications.modeldiff.{key}"):
-            modeldiff.check_settings(cfg)
+            config.validate(cfg)
     with pytest.raises(ConfigError, match="applications.modeldiff.n_models"):
         config.validate({**yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
                          "applications": {"modeldiff": {"n_models": 5}}})

@@ -156,14 +156,12 @@ def test_finetune_on_labels_takes_exactly_the_steps(one_thread):
         assert float(torch.nn.functional.cross_entropy(model(x), y)) < loss_before
 
 
-def test_learner_and_settings_checks():
+def test_learner_check():
     with pytest.raises(ValueError, match="model.name 'resnet9'.*torch_module"):
         unlearning.check_learner({"model": {"name": "resnet9"}, "train": {}})
     unlearning.check_learner({"model": {"name": "logistic"}, "train": {}})
     own = {"name": "custom", "entry_point": "datamodels_pipeline.examples.own_torch_model:TanhNet"}
     unlearning.check_learner({"model": own, "train": {}})
-    with pytest.raises(ValueError, match="n_seeds"):
-        unlearning.check_settings({"n_seeds": 1, "klom_std_floor": 0.1})
 
 
 def test_config_defaults_and_bounds():

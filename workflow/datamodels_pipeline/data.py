@@ -264,7 +264,12 @@ def load_file(path: str | Path, image_shape: Sequence[int] | None = None) -> Sou
         raise ValueError(f"data.path = '{path}': x must be a numeric array of shape (examples, ...), got {x.dtype} "
                          f"{x.shape}")
     shape = _image_shape(x, image_shape, path)
-    x = x.reshape(len(x), -1).astype(np.float32)
+    with np.errstate(over="ignore"):  # an overflow to infinity is refused below
+        x = x.reshape(len(x), -1).astype(np.float32)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"data.path = '{path}': row {int(np.argmin(finite))} has a non-finite feature (NaN or "
+                         f"infinite, also after conversion to float32); {int((~finite).sum())} of {len(x)} rows do")
     y = _checked_labels(np.asarray(arrays["y"]), len(x), path)
     if "split" not in arrays:
         return Source(x, y, shape)
@@ -275,25 +280,38 @@ def load_file(path: str | Path, image_shape: Sequence[int] | None = None) -> Sou
     return Source(x[pool], y[pool], shape, x[test], y[test])
 
 
-def file_split_sizes(path: str | Path) -> tuple[int, int | None]:
-    """(examples in the pool, test examples or None without a split column) of a data file, without reading x."""
+def _file_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The labels and (None without one) the split column of a data file, without reading x."""
     path = Path(path)
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as arrays:
             if "y" not in arrays.files:
                 raise ValueError(f"the .npz file has no array 'y' (it has {arrays.files})")
-            n = len(arrays["y"])
-            split = arrays["split"] if "split" in arrays.files else None
-    else:
-        import pyarrow.parquet as pq
+            return arrays["y"], arrays["split"] if "split" in arrays.files else None
+    import pyarrow.parquet as pq
 
-        schema = pq.read_schema(path)
-        n = pq.read_metadata(path).num_rows
-        split = pq.read_table(path, columns=["split"]).column("split").to_numpy() if "split" in schema.names else None
+    schema = pq.read_schema(path)
+    if "label" not in schema.names:
+        raise ValueError(f"the Parquet file has no column 'label' (it has {schema.names})")
+    columns = ["label", "split"] if "split" in schema.names else ["label"]
+    table = pq.read_table(path, columns=columns)
+    split = table.column("split").to_numpy() if "split" in columns else None
+    return table.column("label").to_numpy(), split
+
+
+def file_split_sizes(path: str | Path) -> tuple[int, int | None]:
+    """(examples in the pool, test examples or None without a split column) of a data file, without reading x."""
+    y, split = _file_labels(path)
     if split is None:
-        return n, None
+        return len(y), None
     n_test = int((np.asarray(split) == SPLIT_VALUES["test"]).sum())
-    return n - n_test, n_test
+    return len(y) - n_test, n_test
+
+
+def file_pool_labels(path: str | Path) -> np.ndarray:
+    """The labels of the pool S is drawn from (split 0, or every example without a split column), without reading x."""
+    y, split = _file_labels(path)
+    return np.asarray(y) if split is None else np.asarray(y)[np.asarray(split) == SPLIT_VALUES["train"]]
 
 
 LOADERS = {"digits": load_digits_arrays}

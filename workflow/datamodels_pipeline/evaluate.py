@@ -25,15 +25,11 @@ import pyarrow.parquet as pq
 from scipy.stats import rankdata
 
 from . import data, fit, plots, sizing, statistics, store
+from .fit import predict
 from .masks import pack, repeat_pairs, unpack
 from .atomic import atomic_output
 
 log = logging.getLogger(__name__)
-
-
-def predict(mask: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Predicted outputs [n_models, n_targets] from raw masks and raw-unit weights."""
-    return mask.astype(np.float32) @ weight.astype(np.float32) + bias.astype(np.float32)
 
 
 @dataclass

@@ -66,6 +66,11 @@ class Datamodels:
     target_train_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
+def predict(mask: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Predicted outputs [n_models, n_targets] from raw masks and raw-unit weights."""
+    return mask.astype(np.float32) @ weight.astype(np.float32) + bias.astype(np.float32)
+
+
 def standardization(xsum: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-example mean and standard deviation of 0/1 mask membership over n models (sigma 0 -> 1)."""
     mu = np.asarray(xsum, dtype=np.float64) / n

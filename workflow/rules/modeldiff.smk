@@ -2,17 +2,14 @@
 # applications.modeldiff.other) by the directions in which their datamodels use the training data differently.
 # modeldiff_datamodels trains B on the run's own training subsets (same model seeds) and fits B's datamodels;
 # modeldiff runs the residual PCA both ways and checks direction 1 by retraining A and B.
-from datamodels_pipeline.applications import modeldiff as _modeldiff
-from datamodels_pipeline.config import ConfigError as _ConfigError
+# Algorithm B's recipe (validated with the rest of the config in common.smk; no application module is imported
+# while the workflow is parsed).
+from datamodels_pipeline.config import is_own_recipe, other_recipe
 
-try:
-    MODELDIFF_OTHER = _modeldiff.other_recipe(config, allow_same=True)
-    _modeldiff.check_settings(config)
-except _ConfigError as error:
-    raise WorkflowError(str(error)) from None
+MODELDIFF_OTHER = other_recipe(config, allow_same=True)
 # A run whose own learner is algorithm B (e.g. model.name: logistic with the default other) has nothing to compare:
 # `rule all` leaves ModelDiff out; asking for its outputs explicitly fails in the rule with the reason.
-MODELDIFF_APPLIES = not _modeldiff.is_own_recipe(MODELDIFF_OTHER, config)
+MODELDIFF_APPLIES = not is_own_recipe(MODELDIFF_OTHER, config)
 
 
 # Algorithm B's learner modules (and its custom entry point's file), beside A's.

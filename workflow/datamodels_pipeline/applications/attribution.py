@@ -51,7 +51,7 @@ import pyarrow.parquet as pq
 
 from .. import data, evaluate, learners, masks, protocol, store
 from ..atomic import atomic_output
-from ..seeding import Stream, int_seed, rng
+from ..seeding import AppIndex, Stream, app_index, int_seed, rng
 from . import attribution_methods as am
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,11 @@ log = logging.getLogger(__name__)
 NETWORK_METHODS = ("influence_function", "tracin", "trak", "representation_similarity")
 SETTINGS_KEY = {"influence_function": "influence", "tracin": "tracin", "trak": "trak",
                 "representation_similarity": "representation"}
-SEED_INDEX = {"influence_function": 60, "tracin": 61, "trak": 62, "representation_similarity": 63}
+SEED_INDEX = {m: app_index("attribution_seeds", m) for m in ("influence_function", "tracin", "trak",
+                                                               "representation_similarity")}
 """``Stream.APPLICATION`` indices of each method's model seeds; 65-68 draw its subsets (``train_set: subsets``)."""
-SUBSET_INDEX = {name: index + 5 for name, index in SEED_INDEX.items()}
-PROJECTION_INDEX, PROBE_INDEX = 64, 69
+SUBSET_INDEX = {m: app_index("attribution_subsets", m) for m in SEED_INDEX}
+PROJECTION_INDEX, PROBE_INDEX = AppIndex.ATTRIBUTION_PROJECTION, AppIndex.ATTRIBUTION_PROBE
 """TRAK's projection seed; the cost probe's models (seeds and subsets)."""
 TRAIN_SETS = ("full", "subsets")
 
@@ -119,32 +120,12 @@ class Context:
 
 
 # ---------------------------------------------------------------- settings
-def check_settings(settings: dict, recipe: dict, n_train: int) -> None:
-    """ValueError naming the config key when a setting cannot work with this run."""
-    prefix = "applications.attribution"
-    for key in ("influence", "tracin", "trak", "representation"):
-        train_set = settings[key]["train_set"]
-        if train_set not in TRAIN_SETS:
-            raise ValueError(f"{prefix}.{key}.train_set must be one of {TRAIN_SETS}, got {train_set!r}")
-    for key in ("influence", "tracin", "representation"):
-        if settings[key]["n_models"] < 0:
-            raise ValueError(f"{prefix}.{key}.n_models must be >= 0 (0 disables the method)")
-    if settings["influence"]["damping"] <= 0:
-        raise ValueError(f"{prefix}.influence.damping must be > 0, got {settings['influence']['damping']}")
-    ensemble = settings["trak"]["ensemble"]
-    if any(int(k) < 1 for k in ensemble) or len(set(ensemble)) != len(ensemble):
-        raise ValueError(f"{prefix}.trak.ensemble must be distinct sizes >= 1, got {ensemble}")
+def warn_settings(settings: dict, n_train: int) -> None:
+    """Log the settings that work but are likely not meant (the config is checked at parse time, config.py)."""
     dims = settings["trak"]["proj_dim"]
-    if not dims or any(int(d) < 1 for d in dims) or len(set(dims)) != len(dims):
-        raise ValueError(f"{prefix}.trak.proj_dim must be distinct dimensions >= 1, got {dims}")
     if settings["trak"]["damping"] == 0 and any(int(d) >= n_train for d in dims):
-        log.warning("%s.trak.proj_dim %s reaches data.n_train = %d: Phi^T Phi is singular and is pseudo-inverted "
-                    "(set trak.damping > 0 for a ridge instead)", prefix, dims, n_train)
-    learner = protocol.learner(recipe)
-    if protocol.TORCH_MODULE in learner.capabilities and settings["tracin"]["n_models"]:
-        checkpoint_epochs(settings["tracin"], learner.epochs)
-    if settings["cost_probe_models"] < 1:
-        raise ValueError(f"{prefix}.cost_probe_models must be >= 1")
+        log.warning("applications.attribution.trak.proj_dim %s reaches data.n_train = %d: Phi^T Phi is singular and "
+                    "is pseudo-inverted (set trak.damping > 0 for a ridge instead)", dims, n_train)
 
 
 def checkpoint_epochs(settings: dict, epochs: int) -> list[int]:
@@ -517,7 +498,7 @@ def run(fit_info_path: str, curve_path: str, metrics_path: str, evaluation_per_t
     wall = time.perf_counter()
     learner = recipe["model"]["name"]
     dataset = data.load(data_path)
-    check_settings(settings, recipe, dataset.n_train)
+    warn_settings(settings, dataset.n_train)
     info = json.loads(Path(info_path).read_text())
     layout = store.layout_for(info, alpha)
     index = dataset.target_train_index

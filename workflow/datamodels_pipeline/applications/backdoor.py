@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import data
-from ..seeding import Stream, rng
+from ..seeding import AppIndex, Stream, rng
 
 log = logging.getLogger(__name__)
-POISON_INDEX = 30
+POISON_INDEX = AppIndex.BACKDOOR_POISON
 """``Stream.APPLICATION`` index of the poisoned examples' draw (alpha 0: planting precedes any alpha); the
 detection uses 31 and 32."""
 KEY = "applications.backdoor"
@@ -79,7 +79,7 @@ def check_plant_settings(settings: dict, dataset: data.Dataset) -> np.ndarray:
 def plant(dataset: data.Dataset, settings: dict, seed: int) -> tuple[data.Dataset, dict]:
     """The backdoored data set and a description of what was planted (JSON-ready).
 
-    Poisoned positions: ``rng(seed, APPLICATION, 0, 30).choice(candidates, n_poison)``
+    Poisoned positions: ``rng(seed, APPLICATION, 0, AppIndex.BACKDOOR_POISON).choice(candidates, n_poison)``
     (sorted). The trigger value is the data's maximum (training and targets).
     Appended targets: a triggered copy of each *test* target whose label is not
     ``target_class``, labelled ``target_class``.

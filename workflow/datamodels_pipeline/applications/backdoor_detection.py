@@ -36,14 +36,14 @@ import pyarrow.parquet as pq
 
 from .. import data, fit
 from ..atomic import atomic_output
-from ..seeding import Stream, rng
-from .backdoor import KEY, read_plant_info
+from ..seeding import AppIndex, Stream, rng
+from .backdoor import read_plant_info
 from .figures import fmt
 from .retrain import Retrainer, mean_and_se
 from .sampling import top_by_weight
 
 log = logging.getLogger(__name__)
-SEARCH_INDEX, RANDOM_INDEX = 31, 32
+SEARCH_INDEX, RANDOM_INDEX = AppIndex.BACKDOOR_SEARCH, AppIndex.BACKDOOR_RANDOM
 """``Stream.APPLICATION`` indices of the search's random restarts and of the random removal set (the flagged
 set's size); ``backdoor`` draws the poisons with 30."""
 
@@ -212,22 +212,6 @@ def precision_recall_curve(score: np.ndarray, poisoned: np.ndarray) -> tuple[np.
 # ---------------------------------------------------------------- retraining check and outputs
 
 
-def check_settings(settings: dict, n_train: int) -> None:
-    """Validate the detection and retraining keys against the training set size."""
-    sizes = settings["sizes"]
-    if not sizes or any(not 1 <= s < n_train for s in sizes) or len(set(sizes)) != len(sizes):
-        raise ValueError(f"{KEY}.sizes = {sizes} must be distinct submatrix sizes in [1, {n_train - 1}] "
-                         f"(data.n_train = {n_train})")
-    if settings["n_restarts"] < 1:
-        raise ValueError(f"{KEY}.n_restarts = {settings['n_restarts']} must be at least 1")
-    if not 0 < settings["flag_fraction"] < 1:
-        raise ValueError(f"{KEY}.flag_fraction = {settings['flag_fraction']} must be in (0, 1)")
-    if settings["penalty"] < 0:
-        raise ValueError(f"{KEY}.penalty = {settings['penalty']} must not be negative")
-    if settings["n_seeds"] < 1:
-        raise ValueError(f"{KEY}.n_seeds = {settings['n_seeds']} must be at least 1")
-
-
 def removal_sets(flagged: np.ndarray, poisoned: np.ndarray, n_train: int, generator: np.random.Generator
                  ) -> dict[str, np.ndarray]:
     """The retrained removal sets by name: none, the flagged, the true poisons (only when there are some) and a
@@ -312,7 +296,6 @@ def run(datamodels_path: str, data_path: str, data_info_path: str, alpha: float,
     start = time.perf_counter()
     dataset = data.load(data_path)
     plant_info = read_plant_info(data_info_path)
-    check_settings(settings, dataset.n_train)
     weight = fit.read(datamodels_path).weight
     if weight.shape != (dataset.n_train, dataset.n_train):
         raise ValueError(f"train-set datamodels {weight.shape} do not match the {dataset.n_train} training examples")

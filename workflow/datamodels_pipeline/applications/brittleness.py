@@ -25,12 +25,13 @@ import pyarrow.parquet as pq
 
 from .. import data, fit
 from ..atomic import atomic_output
+from ..seeding import AppIndex
 from . import figures
 from .retrain import Retrainer
 from .sampling import target_order, top_by_weight
 
 log = logging.getLogger(__name__)
-TARGET_INDEX = 1
+TARGET_INDEX = AppIndex.BRITTLENESS_TARGETS
 """``Stream.APPLICATION`` index of the target sample."""
 NOT_FLIPPABLE = -1
 

@@ -22,14 +22,14 @@ from scipy.stats import pearsonr, spearmanr
 
 from .. import data, fit
 from ..atomic import atomic_output
-from ..seeding import Stream, rng
+from ..seeding import AppIndex, Stream, rng
 from . import figures
 from .retrain import Retrainer
 from .sampling import target_order, top_by_weight
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("datamodel", "random", "nearest")
-TARGET_INDEX, RANDOM_INDEX = 0, 3
+TARGET_INDEX, RANDOM_INDEX = AppIndex.COUNTERFACTUALS_TARGETS, AppIndex.COUNTERFACTUALS_RANDOM
 """``Stream.APPLICATION`` indices of the target sample and of the random removals."""
 
 

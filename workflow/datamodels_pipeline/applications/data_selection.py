@@ -42,12 +42,13 @@ import pyarrow.parquet as pq  # noqa: E402
 from .. import data, fit  # noqa: E402
 from ..atomic import atomic_output  # noqa: E402
 from ..plots import save_figure  # noqa: E402
-from ..seeding import Stream, rng  # noqa: E402
+from ..seeding import AppIndex, Stream, rng  # noqa: E402
 from .retrain import Retrainer, mean_and_se  # noqa: E402
 from .sampling import top_by_weight  # noqa: E402
 
 log = logging.getLogger(__name__)
-SPLIT_INDEX, RANDOM_INDEX, MATCHED_INDEX = 20, 21, 22
+SPLIT_INDEX, RANDOM_INDEX, MATCHED_INDEX = (AppIndex.DATA_SELECTION_SPLIT, AppIndex.DATA_SELECTION_RANDOM,
+                                         AppIndex.DATA_SELECTION_MATCHED)
 """``Stream.APPLICATION`` indices of the selection / held-out split of the targets, of the random selections and of
 the class-matched random selections."""
 HALVES = ("selection", "holdout")
@@ -163,17 +164,6 @@ def measured_random(margins: np.ndarray, targets: np.ndarray) -> dict:
 def label_counts(labels: np.ndarray, n_classes: int) -> list[int]:
     """Examples per class 0..n_classes-1."""
     return np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes).astype(int).tolist()
-
-
-def validate(settings: dict) -> None:
-    """Setting checks the schema cannot express, with the config key in the message."""
-    if settings["n_seeds"] < 1 or settings["n_random"] < 1:
-        raise ValueError(f"{KEY}.n_seeds and {KEY}.n_random must be at least 1 (got {settings['n_seeds']}, "
-                         f"{settings['n_random']})")
-    if not 0 < settings["holdout_fraction"] < 1:
-        raise ValueError(f"{KEY}.holdout_fraction = {settings['holdout_fraction']} must be in (0, 1)")
-    if not settings["fractions"]:
-        raise ValueError(f"{KEY}.fractions must list at least one fraction")
 
 
 def selections(weight: np.ndarray, y_train: np.ndarray, n_classes: int, selection_targets: np.ndarray,
@@ -305,7 +295,6 @@ def run(datamodels_path: str, data_path: str, alpha: float, settings: dict, reci
 
     torch.set_num_threads(max(1, threads))
     start = time.perf_counter()
-    validate(settings)
     dataset = data.load(data_path)
     datamodels = fit.read(datamodels_path)
     weight, bias = datamodels.weight, datamodels.bias

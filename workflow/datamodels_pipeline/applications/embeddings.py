@@ -29,13 +29,13 @@ import pyarrow.parquet as pq
 
 from .. import data, fit
 from ..atomic import atomic_output
-from ..seeding import Stream, rng
+from ..seeding import AppIndex, Stream, rng
 from . import figures
 from .retrain import Retrainer
 from .sampling import top_by_weight
 
 log = logging.getLogger(__name__)
-CLUSTER_INDEX, RANDOM_INDEX = 4, 5
+CLUSTER_INDEX, RANDOM_INDEX = AppIndex.EMBEDDINGS_CLUSTER, AppIndex.EMBEDDINGS_RANDOM
 """``Stream.APPLICATION`` indices of the clustering's random state and of the random control groups."""
 ENDS = (("positive", 1), ("negative", -1))
 NO_CLUSTER = -1

@@ -25,15 +25,13 @@ is real, the first algorithm's margins on the ``n_group`` targets with the
 largest residual projections drop more (relative to random targets) than the
 second algorithm's do.
 
-Parse-time use: ``workflow/rules/modeldiff.smk`` calls :func:`other_recipe` and
-:func:`check_settings` while Snakemake reads the workflow (every cluster job does
-too), so this module imports the torch-based modules (data, fit, learners,
-retraining, figures) inside the functions that need them.
+Algorithm B's recipe is merged, and the settings are checked, by ``config.validate``
+when Snakemake parses the workflow (``config.other_recipe``); this module is only
+imported by the jobs.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import shutil
@@ -41,16 +39,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
 
+from .. import data, fit, store
 from ..atomic import atomic_output
-from ..config import ConfigError, load_schema, validate
-from ..seeding import Stream, rng
+from ..plots import save_figure
+from ..seeding import AppIndex, Stream, rng
+from .figures import fmt, plt, show_image
+from .retrain import Retrainer
 from .sampling import top_by_weight
 
 log = logging.getLogger(__name__)
 KEY = "applications.modeldiff"
-DEFAULT_OTHER = {"model": {"name": "logistic"}}
-RANDOM_INDEX = 40
+RANDOM_INDEX = (AppIndex.MODELDIFF_RANDOM_A_MINUS_B, AppIndex.MODELDIFF_RANDOM_B_MINUS_A)
 """``Stream.APPLICATION`` indices 40 (A minus B) and 41 (B minus A): the random control targets of the check."""
 """Models of algorithm B trained per ``learners.train_on`` call (bounds the memory of the margins' intermediates)."""
 WAYS = (("a_minus_b", "own", "other"), ("b_minus_a", "other", "own"))
@@ -58,82 +61,7 @@ WAYS = (("a_minus_b", "own", "other"), ("b_minus_a", "other", "own"))
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Algorithm B's recipe and the settings (parse time, no torch)
-
-
-def _merge(base: dict, override: dict) -> dict:
-    """``override`` merged onto ``base`` key by key (nested dictionaries too); neither is modified."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
-            else copy.deepcopy(value)
-    return out
-
-
-def other_recipe(config: dict, schema: dict | None = None, allow_same: bool = False) -> dict:
-    """Algorithm B: ``applications.modeldiff.other``'s ``model`` and ``train`` merged key by key onto the run's.
-
-    The run's keys that B's learner does not use (``x-learners`` in the schema,
-    e.g. ``model.hidden`` when B is ``logistic``) are dropped unless ``other``
-    gives them; the merged recipe is then validated like the run's own (defaults
-    of B's learner filled in). Raises ConfigError naming ``applications.modeldiff.other``,
-    also when B is the run's own recipe unless ``allow_same`` (the workflow then leaves
-    ModelDiff out of ``rule all`` instead of failing the whole run).
-    """
-    schema = load_schema() if schema is None else schema
-    other = config.get("applications", {}).get("modeldiff", {}).get("other", DEFAULT_OTHER)
-    unknown = sorted(set(other) - {"model", "train"})
-    if unknown:
-        raise ConfigError(f"invalid config key '{KEY}.other.{unknown[0]}': only model and train can be overridden")
-    learner = (other.get("model") or {}).get("name", config["model"]["name"])
-    merged = {}
-    for section in ("model", "train"):
-        properties = schema["properties"][section]["properties"]
-        kept = {key: value for key, value in (config.get(section) or {}).items()
-                if learner in properties.get(key, {}).get("x-learners", [learner])}
-        merged[section] = _merge(kept, other.get(section) or {})
-    candidate = {**copy.deepcopy(config), **merged}
-    try:
-        validated = validate(candidate, schema)
-    except ConfigError as error:
-        raise ConfigError(f"invalid config key '{KEY}.other': algorithm B's recipe (the run's model and train with "
-                          f"{KEY}.other merged onto them) is not valid: {error}") from None
-    recipe = {"model": validated["model"], "train": validated["train"]}
-    if not allow_same and is_own_recipe(recipe, config, schema):
-        raise ConfigError(f"invalid config key '{KEY}.other': {other!r} gives the run's own recipe, so there is "
-                          "nothing to compare; change model.name or a model/train key")
-    return recipe
-
-
-def is_own_recipe(recipe: dict, config: dict, schema: dict | None = None) -> bool:
-    """Whether ``recipe`` (algorithm B) is the run's own validated model and train sections."""
-    own = validate(copy.deepcopy(config), load_schema() if schema is None else schema)
-    return recipe == {"model": own["model"], "train": own["train"]}
-
-
-def check_settings(config: dict) -> None:
-    """Relations a schema cannot express: sizes must fit the training set, targets and models (ConfigError)."""
-    from ..config import n_targets
-
-    settings, data, subsets = config["applications"]["modeldiff"], config["data"], config["subsets"]
-    if settings["n_remove"] >= data["n_train"]:
-        raise ConfigError(f"invalid config key '{KEY}.n_remove': removing {settings['n_remove']} examples leaves no "
-                          f"training set of data.n_train = {data['n_train']}")
-    targets = n_targets(data)
-    if settings["n_components"] > min(targets, data["n_train"]):
-        raise ConfigError(f"invalid config key '{KEY}.n_components': {settings['n_components']} directions of "
-                          f"{targets} targets and {data['n_train']} training examples")
-    if settings["n_group"] > targets:
-        raise ConfigError(f"invalid config key '{KEY}.n_group': {settings['n_group']} of {targets} targets")
-    n_models = settings["n_models"]
-    if n_models is not None:
-        if n_models > subsets["n_models"]:
-            raise ConfigError(f"invalid config key '{KEY}.n_models': {n_models} is more than the run's "
-                              f"subsets.n_models = {subsets['n_models']}")
-        n_val = round(config["fit"]["val_fraction"] * n_models)
-        if not 2 <= n_val <= n_models - 2:
-            raise ConfigError(f"invalid config key '{KEY}.n_models': {n_models} models leave {n_val} for "
-                              f"fit.val_fraction's validation split")
+# Algorithm B's recipe is merged and the settings are checked at parse time: config.other_recipe, config.validate
 
 
 def describe(recipe: dict, reference: dict) -> str:
@@ -162,10 +90,6 @@ def run_datamodels(models_path: str, other_models_path: str, info_path: str, dat
                    own_features_out: str, fit_info_out: str) -> None:
     """Fit B's datamodels on B's models, and write A's datamodels on exactly the same models: the run's own when
     every model is used, else refit."""
-    import torch
-
-    from .. import data, fit, store
-
     torch.set_num_threads(max(1, threads))
     layout = store.layout_for(json.loads(Path(info_path).read_text()), alpha)
     other_models = store.read_models(other_models_path, layout)
@@ -363,12 +287,6 @@ def run(own_datamodels_path: str, other_datamodels_path: str, fit_info_path: str
         settings: dict, recipe: dict, other: dict, seed: int, threads: int, table_path: str, loadings_path: str,
         summary_path: str, variance_path: str, examples_path: str, check_path: str) -> None:
     """Residual PCA both ways, the check by retraining A and B without one end of each first direction, outputs."""
-    import torch
-
-    from .. import data, fit
-    from .figures import fmt
-    from .retrain import Retrainer
-
     torch.set_num_threads(max(1, threads))
     start = time.perf_counter()
     dataset = data.load(data_path)
@@ -396,7 +314,7 @@ def run(own_datamodels_path: str, other_datamodels_path: str, fit_info_path: str
             orientation.append(gaps)
         removed, eligible, group = end_of(directions[0], scores[:, 0], 1, settings["n_remove"], settings["n_group"],
                                           candidates, tti)
-        random = np.sort(rng(seed, Stream.APPLICATION, alpha, RANDOM_INDEX + i).choice(
+        random = np.sort(rng(seed, Stream.APPLICATION, alpha, RANDOM_INDEX[i]).choice(
             eligible, size=min(settings["n_group"], len(eligible)), replace=False))
         removals[way], groups[way] = removed, {"group": group, "random": random, "eligible": eligible}
         ways[way] = {"first": first, "second": second, "directions": directions, "scores": scores, "pca": pca,
@@ -483,9 +401,6 @@ def run(own_datamodels_path: str, other_datamodels_path: str, fit_info_path: str
 def _write_tables(table_path: str, loadings_path: str, dataset, weights: dict, cosine: np.ndarray,
                   candidates: np.ndarray, ways: dict, removals: dict, retrained: dict, changes: dict) -> None:
     """targets.parquet (one row per target) and directions.parquet (one row per training example)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     compared = np.zeros(dataset.n_targets, dtype=bool)
     compared[candidates] = True
     targets = {
@@ -519,9 +434,6 @@ def _write_tables(table_path: str, loadings_path: str, dataset, weights: dict, c
 
 def variance_figure(summary: dict, path: str) -> None:
     """Per direction of each way, the share of each algorithm's normalised variance along it."""
-    from ..plots import save_figure  # sets the Agg backend before pyplot is imported
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.9), squeeze=False)
     names = {"own": f"A: {summary['own_algorithm']}", "other": f"B: {summary['other_algorithm']}"}
     colours = {"own": "tab:blue", "other": "tab:orange"}
@@ -548,10 +460,6 @@ def variance_figure(summary: dict, path: str) -> None:
 def examples_figure(dataset, summary: dict, ways: dict, candidates: np.ndarray, top: int, path: str) -> None:
     """Direction 1 each way, both ends: the training examples with the largest loadings and the targets with the
     largest residual scores at that end."""
-    from ..plots import save_figure  # sets the Agg backend before pyplot is imported
-    import matplotlib.pyplot as plt
-    from .figures import show_image
-
     rows = []
     for way, info in ways.items():
         label = "A − B" if way == "a_minus_b" else "B − A"
@@ -582,10 +490,6 @@ def examples_figure(dataset, summary: dict, ways: dict, candidates: np.ndarray, 
 def check_figure(summary: dict, path: str) -> None:
     """Check by retraining: margin change of the group and the random targets for A and B, relative to each
     algorithm's mean full-data margin, per way."""
-    from ..plots import save_figure  # sets the Agg backend before pyplot is imported
-    from .figures import fmt
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(7.5, 4.0))
     bars = [("group", "targets with the largest scores", 0.0), ("random", "random targets", 1.0)]
     colours = {"own": "tab:blue", "other": "tab:orange"}

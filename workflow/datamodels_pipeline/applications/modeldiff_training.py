@@ -12,7 +12,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from .. import data, devices, learners, masks, store
+from ..protocol import TrainData
 from ..seeding import Stream, int_seed
 
 log = logging.getLogger(__name__)
@@ -28,9 +31,6 @@ def model_seeds(seed: int, alpha: float, model_ids: np.ndarray) -> list[int]:
 def train_other(dataset, recipe: dict, mask: np.ndarray, seeds: list[int], batch: int = TRAIN_BATCH
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Margins ``[M, n_targets]`` and target accuracies ``[M]`` of B's models, one per (mask row, seed)."""
-    from .. import devices, learners, masks
-    from ..protocol import TrainData
-
     device = devices.resolve(recipe["train"].get("device", "cpu"))
     subsets = masks.to_subsets(mask)
     margins = np.empty((len(mask), dataset.n_targets), dtype=np.float32)
@@ -47,10 +47,6 @@ def run_other_models(models_path: str, info_path: str, data_path: str, alpha: fl
                      seed: int, threads: int, output_path: str) -> None:
     """Train B on the run's training masks (the first ``n_models``, seeds as A's); write B's models file
     (the run's layout; training times in its metadata). Training only: a fit change never reruns it."""
-    import torch
-
-    from .. import data, store
-
     info = json.loads(Path(info_path).read_text())
     layout = store.layout_for(info, alpha)
     models = store.read_models(models_path, layout)

@@ -17,11 +17,11 @@ import numpy as np
 
 from .. import data, devices, learners
 from ..protocol import TrainData
-from ..seeding import Stream, int_seed
+from ..seeding import AppIndex, Stream, int_seed
 from .sampling import target_order, top_by_weight  # noqa: F401  (re-exported: the applications' shared helpers)
 
 log = logging.getLogger(__name__)
-SEED_INDEX_OFFSET = 1_000_000
+SEED_INDEX_OFFSET = AppIndex.RETRAIN_MODEL_SEEDS
 """Model seeds use ``Stream.APPLICATION`` indices from here on; lower indices are for sampling."""
 
 

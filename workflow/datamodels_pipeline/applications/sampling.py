@@ -22,3 +22,12 @@ def top_by_weight(weight: np.ndarray, k: int) -> np.ndarray:
     if not 0 <= k <= len(weight):
         raise ValueError(f"k={k} is outside [0, {len(weight)}]")
     return np.argsort(-weight, kind="stable")[:k]
+
+
+def top_examples(weight: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``top`` training indices with the largest positive weights (largest first) and with the most
+    negative weights (most negative first); zero weights are never listed."""
+    weight = np.asarray(weight)
+    positive = top_by_weight(weight, min(top, len(weight)))
+    negative = top_by_weight(-weight, min(top, len(weight)))
+    return positive[weight[positive] > 0], negative[weight[negative] < 0]

@@ -17,21 +17,13 @@ import pyarrow.parquet as pq
 
 from .. import data, fit
 from ..atomic import atomic_output
+from ..seeding import AppIndex
 from . import figures
-from .sampling import target_order, top_by_weight
+from .sampling import target_order, top_examples
 
 log = logging.getLogger(__name__)
-TARGET_INDEX = 2
+TARGET_INDEX = AppIndex.SIMILAR_EXAMPLES_TARGETS
 """``Stream.APPLICATION`` index of the target sample."""
-
-
-def top_examples(weight: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
-    """Up to ``top`` training indices with the largest positive weights (largest first) and with the most
-    negative weights (most negative first); zero weights are never listed."""
-    weight = np.asarray(weight)
-    positive = top_by_weight(weight, min(top, len(weight)))
-    negative = top_by_weight(-weight, min(top, len(weight)))
-    return positive[weight[positive] > 0], negative[weight[negative] < 0]
 
 
 def run(datamodels_path: str, data_path: str, alpha: float, settings: dict, seed: int, table_path: str,

@@ -52,14 +52,14 @@ from ..protocol import TORCH_MODULE, TrainData
 from ..atomic import atomic_output
 from ..outputs import correct_class_margin
 from ..plots import save_figure
-from ..seeding import Stream, rng
+from ..seeding import AppIndex, Stream, app_index, rng
 from .figures import fmt, plt
 from .retrain import keep_indices, model_seeds
 
 log = logging.getLogger(__name__)
-FORGET_INDEX, RETAIN_INDEX, SPLIT_INDEX = 50, 51, 52
+FORGET_INDEX, RETAIN_INDEX, SPLIT_INDEX = AppIndex.UNLEARNING_FORGET, AppIndex.UNLEARNING_RETAIN, AppIndex.UNLEARNING_SPLIT
 """``Stream.APPLICATION`` indices of the forget set, the retained sample and the test targets' split."""
-ORDER_INDEX = {"dmm": 53, "finetune": 54, "oracle_matching": 55}
+ORDER_INDEX = {m: app_index("unlearning_order", m) for m in ("dmm", "finetune", "oracle_matching")}
 """``Stream.APPLICATION`` indices of each fine-tuning method's minibatch orders."""
 PROBLEM_ALPHA = 0.0
 """The unlearning problem (forget set, points, minibatches) is keyed on alpha 0: it is the same for every alpha,
@@ -79,7 +79,7 @@ def check_learner(recipe: dict) -> protocol.Learner:
 def forget_set(y_train: np.ndarray, size: int, forget_class: int | None, seed: int) -> np.ndarray:
     """Sorted training indices of the forget set: ``size`` random examples, of class ``forget_class`` if given.
 
-    Drawn from ``seeding.rng(seed, APPLICATION, 0, 50)``.
+    Drawn from ``seeding.rng(seed, APPLICATION, 0, AppIndex.UNLEARNING_FORGET)``.
     """
     pool = np.arange(len(y_train)) if forget_class is None else np.flatnonzero(y_train == forget_class)
     if forget_class is not None and not len(pool):
@@ -360,14 +360,6 @@ def scatter_figure(panels: dict[str, np.ndarray], oracle_mean: np.ndarray, predi
     save_figure(fig, path)
 
 
-def check_settings(settings: dict) -> None:
-    """Checks the schema cannot express."""
-    if settings["n_seeds"] < 2:
-        raise ValueError("applications.unlearning.n_seeds must be at least 2 (the KLoM fits a Gaussian over seeds)")
-    if settings["klom_std_floor"] <= 0:
-        raise ValueError("applications.unlearning.klom_std_floor must be positive")
-
-
 def run(datamodels_path: str, train_set_datamodels_path: str, data_path: str, alpha: float, settings: dict,
         recipe: dict, seed: int, threads: int, table_path: str, summary_path: str, metrics_path: str,
         scatter_path: str) -> None:
@@ -379,7 +371,6 @@ def run(datamodels_path: str, train_set_datamodels_path: str, data_path: str, al
     torch.set_num_threads(1)
     start = time.perf_counter()
     learner = check_learner(recipe)
-    check_settings(settings)
     dataset = data.load(data_path)
     n_train, n_seeds, tune = dataset.n_train, settings["n_seeds"], settings["finetune"]
     test_dm, train_dm = fit.read(datamodels_path), fit.read(train_set_datamodels_path)
