@@ -22,7 +22,7 @@ def test_streams_and_application_indices_are_unique():
 
 def test_registered_values_are_the_on_disk_ones():
     # changing one of these changes that stream's draws, i.e. the results on disk
-    assert [int(s) for s in Stream] == list(range(1, 11))
+    assert [int(s) for s in Stream] == list(range(1, 12))  # 11: EVAL_REPEAT_MODEL, the repeated held-out models
     assert AppIndex.COUNTERFACTUALS_TARGETS == 0 and AppIndex.EMBEDDINGS_RANDOM == 5
     assert (AppIndex.DATA_SELECTION_SPLIT, AppIndex.BACKDOOR_POISON, AppIndex.MODELDIFF_RANDOM_B_MINUS_A) == (20, 30, 41)
     assert (AppIndex.UNLEARNING_FORGET, AppIndex.UNLEARNING_ORDER_ORACLE_MATCHING) == (50, 55)
