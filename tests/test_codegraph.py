@@ -59,6 +59,19 @@ def test_a_semantic_edit_changes_exactly_the_scripts_that_import_the_module(pack
     assert {s for s, files in closures.items() if root / "applications/brittleness.py" in files} == {"brittleness"}
 
 
+def test_a_package_module_counts_for_the_scripts_that_import_its_package(package):
+    """applications/modeldiff/ is a package: its __init__ and relative imports (``.x``, ``..x``, ``...x``) are followed."""
+    root = package / "datamodels_pipeline"
+    before = _fingerprints(package)
+    module = root / "applications" / "modeldiff" / "directions.py"
+    module.write_text(module.read_text() + "\n_EDIT = 1\n")
+    after = _fingerprints(package)
+    assert {script for script in before if after[script] != before[script]} == {"modeldiff", "modeldiff_datamodels"}
+    closure = set(codegraph.closure([package / "scripts" / "modeldiff.py"], root=root))
+    assert {root / "applications/modeldiff/__init__.py", root / "applications/modeldiff/stage.py",
+            root / "applications/retrain.py", root / "fit.py"} <= closure  # stage.py: from ..retrain, from ... import fit
+
+
 PROBE = """
 import ast, importlib, json, sys
 loaded = {}

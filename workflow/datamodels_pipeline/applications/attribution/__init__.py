@@ -1,0 +1,62 @@
+"""Attribution baselines scored by LDS on the datamodels' held-out models, beside the compute each used.
+
+Every method yields a score matrix ``[n_train, n_targets]`` (see
+``attribution_methods``); it is scored exactly like the datamodels, with
+``evaluate.score`` on the same held-out models (``aggregate/alpha=<a>/eval.parquet``),
+so the LDS numbers are directly comparable. A score matrix has no meaningful
+bias; LDS (a per-target Spearman correlation over held-out models) needs none,
+so the bias is zero, and the pooled Spearman of such a row compares scales
+across targets that the method never calibrated (read it only for the datamodels
+and empirical influence, which have a bias).
+
+Rows of the table:
+
+* ``datamodels``: the run's lasso datamodels (LDS, median, pooled Spearman and
+  per-target LDS read from the evaluation stage's ``metrics.json`` and
+  ``per_target.parquet``, never recomputed), and the learning curve's refits on
+  fewer models (LDS from ``learning_curve.json``);
+* ``empirical_influence``: difference of mean margins with and without each
+  example over the training models (the evaluation stage's baseline, read the
+  same way, with its measured CPU seconds), and its learning curve;
+* ``influence_function``, ``tracin``, ``trak`` (one row per ensemble size),
+  ``representation_similarity``: from networks trained here by the run's learner
+  (``protocol.Learner.train_networks``: learners with the ``torch_module``
+  capability; ``rule all`` leaves the application out for the others, and asked
+  for anyway they are skipped with a logged reason and a null row);
+* ``input_similarity``: signed cosine similarity of the raw inputs (no model);
+* ``external:<file stem>``: score matrices from other libraries (``external``).
+
+Cost: ``models_trained`` and ``cpu_seconds`` (``time.process_time``, all threads
+of this process). For the methods run here it is measured around the method's own
+computation, training included. The datamodels' and empirical influence's models
+were trained by earlier jobs: their training CPU-seconds are *estimated* as the
+number of models times the per-model CPU time of ``cost_probe_models`` models
+trained here with the pipeline's batched trainer; the datamodels add the lasso
+fit's seconds from ``fit.json`` (wall-clock; for the learning curve's points the
+full fit's seconds, an upper bound). ``cost_source`` says which.
+
+The package: :mod:`.settings` (the settings' checks, the random-stream indices and
+each method's model plan), :mod:`.methods` (the methods that train networks),
+:mod:`.external` (other libraries' score matrices), :mod:`.table` (rows, their
+scoring and the tables), :mod:`.cost` (the training-cost probe), :mod:`.figures`
+and :mod:`.stage` (the rule's :func:`run`). The methods' computations are in
+``applications.attribution_methods``. Every public name is importable from here.
+"""
+
+from .cost import probe_training_cost
+from .external import load_external
+from .figures import LABELS, plot
+from .methods import Context, influence_function, network_rows, representation_similarity, tracin, trak
+from .settings import (NETWORK_METHODS, PROBE_INDEX, PROJECTION_INDEX, SEED_INDEX, SETTINGS_KEY, SUBSET_INDEX,
+                       TRAIN_SETS, checkpoint_epochs, model_plan, warn_settings)
+from .stage import run
+from .table import (Row, datamodel_rows, empirical_influence_rows, evaluated_row, headline, score_row,
+                    write_per_target, write_table)
+
+__all__ = [
+    "LABELS", "NETWORK_METHODS", "PROBE_INDEX", "PROJECTION_INDEX", "SEED_INDEX", "SETTINGS_KEY", "SUBSET_INDEX",
+    "TRAIN_SETS", "Context", "Row", "checkpoint_epochs", "datamodel_rows",
+    "empirical_influence_rows", "evaluated_row", "headline", "influence_function", "load_external", "model_plan",
+    "network_rows", "plot", "probe_training_cost", "representation_similarity", "run", "score_row", "tracin", "trak",
+    "warn_settings", "write_per_target", "write_table",
+]
