@@ -17,26 +17,8 @@ from datamodels_pipeline import masks, store
 from workflow_helpers import REFERENCE_TARGETS, RUN, copy_workflow, snakemake, tiny, write_config
 
 REPO = Path(__file__).resolve().parents[1]
-WORKDIR_GROUPS = {"smoke_run": "smoke", "learner_workdir": "learners"}
-"""Fixtures whose workflow copy the tests read and edit: the tests that use one form a group that pytest-xdist keeps
-on one worker (``--dist loadgroup`` in pyproject.toml), so the run is made once and no two tests edit it at once."""
-
-
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)  # two workers on two cores: one thread each (workflow runs set their own threads)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        groups = [group for fixture, group in WORKDIR_GROUPS.items() if fixture in fixtures]
-        if len(groups) > 1:
-            raise pytest.UsageError(f"{item.nodeid} uses several shared runs ({groups}): xdist cannot keep both")
-        if not groups and "tiny_reference" in fixtures:
-            groups = [f"tiny-{item.module.__name__}"]  # read only: each module's tests on a worker of their own
-        if groups:
-            item.add_marker(pytest.mark.xdist_group(groups[0]))
 
 
 def run_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
@@ -57,10 +39,13 @@ def run_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The whole DAG of config/smoke.yaml, run once in a private copy of the workflow and shared by every test
-    that reads its outputs (tests that edit the copy put it back)."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    that reads its outputs (tests that edit the copy's code put it back, and only dry-run it meanwhile)."""
+    return run_once(tmp_path_factory, "smoke", _smoke_run)
+
+
+def _smoke_run(workdir: Path) -> None:
+    copy_workflow(workdir)
     snakemake(workdir, configfile=write_config(workdir, "smoke"))
-    return workdir
 
 
 def _tiny_run(workdir: Path) -> None:

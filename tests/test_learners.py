@@ -497,6 +497,7 @@ def reduced(name: str, own_data: Path, **train: object) -> Callable[[dict], None
         if name == "cnn":
             config["data"] = {"name": "cifar2", "download": False, "n_train": 80, "n_test": 30, "targets": "both",
                               "plant_duplicates": {"n": 3, "noise": 0.05}}
+            del config["applications"]["unlearning"]["forget_class"]  # the smoke config's 8: auto, a class of CIFAR-2
         config["model"] = {"name": model_name(name), **WORKFLOW_LEARNERS[name]["model"]}
         config["train"] = {**WORKFLOW_LEARNERS[name].get("train", config["train"]), **train}
         config["subsets"].update(alphas=ALPHAS[name], n_models=40, n_eval_models=20, models_per_chunk=20)
