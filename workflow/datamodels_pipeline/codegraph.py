@@ -43,14 +43,27 @@ def _module_name(path: Path, root: Path = ROOT) -> str:
 
 def _imported_names(path: Path, root: Path = ROOT) -> frozenset[str]:
     """Absolute names of everything ``path`` imports (modules and ``from`` targets, which may be modules)."""
+    return _parsed(path, root)[0]
+
+
+def _parsed(path: Path, root: Path = ROOT) -> tuple[frozenset[str], str]:
+    """What ``path`` imports and the SHA-256 of its normalised tree, from one parse per version of the file (a
+    workflow's rules share most modules)."""
     path = path.resolve()
-    return _imported_names_cached(path, root.resolve(), path.stat().st_mtime_ns, path.stat().st_size)
+    stat = path.stat()
+    return _parsed_cached(path, root.resolve(), stat.st_mtime_ns, stat.st_size)
 
 
 @lru_cache(maxsize=None)
-def _imported_names_cached(path: Path, root: Path, mtime_ns: int, size: int) -> frozenset[str]:
+def _parsed_cached(path: Path, root: Path, mtime_ns: int, size: int) -> tuple[frozenset[str], str]:
     tree = ast.parse(path.read_text(), filename=str(path))
-    inside = path.resolve().is_relative_to(root)
+    names = _import_names(tree, path, root)
+    text = ast.dump(_StripDocstrings().visit(tree), annotate_fields=True, include_attributes=False)
+    return names, hashlib.sha256(text.encode()).hexdigest()
+
+
+def _import_names(tree: ast.AST, path: Path, root: Path) -> frozenset[str]:
+    inside = path.is_relative_to(root)
     here = _module_name(path, root) if inside else ""
     package = here if inside and path.name == "__init__.py" else here.rpartition(".")[0]
     names = set()
@@ -68,19 +81,35 @@ def _imported_names_cached(path: Path, root: Path, mtime_ns: int, size: int) -> 
     return frozenset(names)
 
 
+def _imported_files(path: Path, root: Path = ROOT) -> tuple[Path, ...]:
+    """The package modules ``path`` imports directly, with the packages that contain them."""
+    path = path.resolve()
+    stat = path.stat()
+    return _imported_files_cached(path, root.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=None)
+def _imported_files_cached(path: Path, root: Path, mtime_ns: int, size: int) -> tuple[Path, ...]:
+    found = set()
+    for name in _imported_names(path, root):
+        parts = name.split(".")
+        for k in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+            module = _module_file(".".join(parts[:k]), root)
+            if module is not None:
+                found.add(module.resolve())
+    return tuple(sorted(found))
+
+
 def closure(paths: Iterable[str | Path], root: Path = ROOT) -> list[Path]:
     """Every package module the given files import, transitively, with the packages that contain them; sorted."""
     seen: set[Path] = set()
     stack = [Path(p) for p in paths]
     while stack:
         path = stack.pop()
-        for name in _imported_names(path, root):
-            parts = name.split(".")
-            for k in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
-                found = _module_file(".".join(parts[:k]), root)
-                if found is not None and found not in seen:
-                    seen.add(found)
-                    stack.append(found)
+        for found in _imported_files(path, root):
+            if found not in seen:
+                seen.add(found)
+                stack.append(found)
     return sorted(seen)
 
 
@@ -98,23 +127,18 @@ class _StripDocstrings(ast.NodeTransformer):
     visit_Module = visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _strip
 
 
-@lru_cache(maxsize=None)
-def _normalised(path: Path, mtime_ns: int, size: int) -> str:
-    tree = _StripDocstrings().visit(ast.parse(path.read_text(), filename=str(path)))
+def normalised(path: str | Path) -> str:
+    """The module's syntax tree without docstrings, comments and formatting, as text."""
+    tree = _StripDocstrings().visit(ast.parse(Path(path).read_text(), filename=str(path)))
     return ast.dump(tree, annotate_fields=True, include_attributes=False)
 
 
-def normalised(path: str | Path) -> str:
-    """The module's syntax tree without docstrings, comments and formatting, as text."""
-    path = Path(path).resolve()
-    return _normalised(path, path.stat().st_mtime_ns, path.stat().st_size)
-
-
 def fingerprint(paths: Iterable[str | Path], root: Path = ROOT) -> str:
-    """SHA-256 (first 16 hex digits) over the normalised trees of the given files and every module they import."""
+    """SHA-256 (first 16 hex digits) over the names and normalised-tree digests of the given files and every module
+    they import (each file is parsed and hashed once per process and version of it: a workflow has many rules)."""
     files = sorted({Path(p).resolve() for p in paths} | set(closure(paths, root)))
     digest = hashlib.sha256()
     for path in files:
         name = _module_name(path, root) if path.is_relative_to(root) else path.name
-        digest.update(f"{name}\n{normalised(path)}\n".encode())
+        digest.update(f"{name}\n{_parsed(path, root)[1]}\n".encode())
     return digest.hexdigest()[:16]

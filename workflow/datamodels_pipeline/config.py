@@ -78,8 +78,15 @@ def _check_learner_keys(config: dict, schema: dict) -> None:
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
-    """The configuration schema as a dict."""
-    return yaml.safe_load(Path(path).read_text())
+    """The configuration schema as a dict (a fresh copy; the file is parsed once per version of it)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return copy.deepcopy(_parsed_schema(path, stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=4)
+def _parsed_schema(path: Path, mtime_ns: int, size: int) -> dict:
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def validate(config: dict, schema: dict | None = None) -> dict:
