@@ -456,7 +456,6 @@ def test_device_auto_and_cuda() -> None:
 
 # --- the smoke DAG with other learners (snakemake in a subprocess) ---------------------------------------------
 
-SMOKE = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
 ALPHA = 0.5
 WORKFLOW_LEARNERS = {
     "logistic": {"model": {}},
@@ -503,11 +502,17 @@ def reduced(name: str, own_data: Path, **train: object) -> Callable[[dict], None
         config["subsets"].update(alphas=ALPHAS[name], n_models=40, n_eval_models=20, models_per_chunk=20)
         config["fit"]["targets_per_job"] = 1000  # one fit job
         config["evaluate"].update(learning_curve=[1.0], seeds_per_mask=1)  # no repeated held-out models
+        # The counterfactuals retrain with the learner: 1 + 2 x 1 x 3 removal sets, one seed each (the smoke run
+        # and test_applications.py check their numbers at the smoke size).
+        config["applications"]["counterfactuals"].update(COUNTERFACTUALS)
+        # Unlearning's datamodel matching needs train-set datamodels: 40 models (TorchLearner trains one at a time).
+        config["applications"]["train_set_datamodels"]["n_models"] = 40
 
     return edit
 
 
 ALPHAS = {"logistic": [ALPHA, 0.25], "cnn": [ALPHA], "custom": [ALPHA], "own-torch-model": [ALPHA]}
+COUNTERFACTUALS = {"n_targets": 2, "k": [2], "n_seeds": 1}
 
 
 def targets(run: str) -> list[str]:
@@ -582,9 +587,8 @@ def test_smoke_dag_runs_with_the_learner(learner_workdir: Path, learner_runs: di
             assert metrics["mean_target_accuracy_eval_models"] > 0.5
     assert "LDS" in (base / "summary.md").read_text()
     counterfactuals = json.loads((base / f"applications/counterfactuals/alpha={ALPHA:g}/summary.json").read_text())
-    settings = SMOKE["applications"]["counterfactuals"]
-    n_sets = settings["n_targets"] * len(settings["k"]) * 3
-    assert counterfactuals["n_models_trained"] == settings["n_seeds"] * (1 + n_sets)
+    n_sets = COUNTERFACTUALS["n_targets"] * len(COUNTERFACTUALS["k"]) * 3
+    assert counterfactuals["n_models_trained"] == COUNTERFACTUALS["n_seeds"] * (1 + n_sets)
     log = (base / f"logs/train_chunk/alpha={ALPHA:g}/train/chunk-1.log").read_text()
     assert "20 models in" in log and f", {model_name(name)} on cpu" in log
 

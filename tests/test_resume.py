@@ -27,8 +27,8 @@ from datamodels_pipeline import store
 from datamodels_pipeline.seeding import Stream, int_seed
 
 from failing_learner import FAIL_ENV
-from workflow_helpers import (ALPHA, CHUNKS, REPO, RUN, assert_same_results, copy_workflow, layout, planned_jobs, results,
-                              snakemake, tiny, write_config)
+from workflow_helpers import (ALPHA, CHUNKS, ONE_THREAD, REPO, RUN, assert_same_results, copy_workflow, layout,
+                              one_thread_env, planned_jobs, results, snakemake, tiny, write_config)
 
 pytestmark = pytest.mark.workflow
 
@@ -118,13 +118,14 @@ def finished_outputs(text: str, rule: str) -> set[str]:
 def test_killed_run_resumes_without_retraining_finished_chunks(tmp_path, tiny_reference):
     config = prepare(tmp_path)
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"), "--directory",
-               str(tmp_path), "--cores", "2", "--workflow-profile", "none", TARGET, "--configfile", str(config)]
+               str(tmp_path), "--cores", "2", *ONE_THREAD, "--workflow-profile", "none", TARGET, "--configfile",
+               str(config)]
     log_path = tmp_path / "killed-run.log"
     aggregate = results(tmp_path) / f"aggregate/alpha={ALPHA}/train.parquet"
     with open(log_path, "w") as log:
         # Its own session: the kill takes snakemake and every job it started, like a node going away.
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-                                   start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                   start_new_session=True, env={**one_thread_env(), "PYTHONUNBUFFERED": "1"})
         try:
             deadline = time.monotonic() + 600
             while not finished_outputs(log_path.read_text(), "train_chunk"):

@@ -17,12 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from workflow_helpers import ALPHA, REPO, RUN, assert_same_results, copy_workflow, results, snakemake, tiny, write_config
+from workflow_helpers import (ALPHA, CHUNKS, ONE_THREAD, REPO, RUN, assert_same_results, copy_workflow, one_thread_env,
+                              results, snakemake, tiny, write_config)
 
-# The core pipeline and one application that retrains models, one sbatch job per rule job. The other applications
-# run locally in the smoke DAG: on SLURM they would differ only in their resource requests, which this test sets
-# for every rule (the plugin polls a level of the DAG at a time, so each level costs about 15 s here).
+# The core pipeline and one application that retrains models. The other applications run locally in the smoke DAG:
+# on SLURM they would differ only in their resource requests, which this test sets for every rule.
 TARGETS = [f"results/{RUN}/summary.md", f"results/{RUN}/applications/counterfactuals/alpha={ALPHA}/summary.json"]
+# Three sbatch jobs, one after the other: prepare_data, every chunk (masks + train_chunk, the profile's group, here
+# with all five chunks in one submission), and every later job (`groups`, docs/cluster.md). The plugin polls at 2,
+# 12, 22... s after each submission, so one sbatch job per rule job (seven levels, the five chunks queued two at a
+# time on the node's two CPUs) spent about two minutes of this test waiting on the poll.
+GROUPS = ["--groups", "masks=chunk", "train_chunk=chunk", *(f"{rule}=after_training" for rule in (
+    "aggregate", "statistics", "fit_datamodels", "merge_datamodels", "evaluate", "learning_curve", "summary",
+    "counterfactuals")), "--group-components", f"chunk={sum(CHUNKS.values())}", "after_training=1"]
 
 pytestmark = pytest.mark.workflow
 START = REPO / "tests" / "slurm" / "start_slurm.sh"
@@ -45,12 +52,12 @@ def slurm_cluster() -> None:
 
 def test_slurm_run_equals_local_run(tmp_path, slurm_cluster, tiny_reference):
     # The tiny configuration (run locally, without any profile, by the tiny_reference fixture of conftest.py)
-    # submitted to SLURM, one sbatch job per rule job (masks + train_chunk grouped).
+    # submitted to SLURM as three levels of sbatch jobs (GROUPS).
     cluster = copy_workflow(tmp_path / "slurm")
     shutil.copytree(REPO / "profiles" / "slurm", cluster / "profiles" / "slurm")
     config = write_config(cluster, RUN, tiny)
     venv_bin = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}
+    env = {**one_thread_env(), "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}
     rules = snakemake(cluster, "--list-rules", configfile=config).stdout.split()
     assert "train_chunk" in rules, rules
     memory = [f"{rule}:mem_mb=1000" for rule in rules]
@@ -61,14 +68,16 @@ def test_slurm_run_equals_local_run(tmp_path, slurm_cluster, tiny_reference):
         # Site-specific settings of this test cluster: no accounting database, partition "debug".
         "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "2",
         "--default-resources", "slurm_partition=debug", "runtime=10", "mem_mb=500",
-        # Small requests so that every job fits the one node; as many threads as a local run gets.
-        "--set-resources", *memory, "--max-threads", "2",
+        # Small requests so that every job fits the one node; one thread per job, as the local run. --cores: the
+        # group job asks for at most the node's two CPUs (its parallel jobs beyond that run in series).
+        "--set-resources", *memory, *ONE_THREAD, *GROUPS, "--cores", "2",
     ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=cluster, env=env, timeout=1500)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"SLURM run failed:\n{output[-8000:]}"
     assert "Using workflow specific profile profiles/slurm" in output
     assert "has been submitted with SLURM jobid" in output
+    assert output.count("has been submitted with SLURM jobid") == 3, output[-8000:]
     assert "Falling back to 'sacct'" not in output
     train_log = results(cluster) / f"logs/train_chunk/alpha={ALPHA}/train/chunk-0.log"
     assert "models in" in train_log.read_text()

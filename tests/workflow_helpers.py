@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -37,14 +38,27 @@ def write_config(workdir: Path, name: str, edit=None) -> Path:
     return path
 
 
+ONE_THREAD = ("--max-threads", "1")
+"""Every job on one thread: pytest-xdist runs two workflows at once on two cores, and a job's torch and BLAS
+threads then spin at each parallel region while the other workflow holds the core (a tiny lasso fit took 40 s
+instead of 2). Two single-threaded jobs per workflow still keep both cores busy."""
+
+
+def one_thread_env() -> dict[str, str]:
+    """The environment of the tests' snakemake processes: BLAS and OpenMP on one thread (Snakemake sets these for
+    ``shell:`` jobs only; its ``script:`` jobs inherit them)."""
+    return {**os.environ, **{k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+
+
 def snakemake(workdir: Path, *args: str, configfile: Path | None = None, check: bool = True,
               timeout: int = 900) -> subprocess.CompletedProcess:
-    """``python -m snakemake`` in workdir with its own Snakefile; output captured."""
+    """``python -m snakemake`` in workdir with its own Snakefile, every job on one thread; output captured."""
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(workdir / "Snakefile"),
-               "--directory", str(workdir), "--cores", "2", "--workflow-profile", "none"]
+               "--directory", str(workdir), "--cores", "2", *ONE_THREAD, "--workflow-profile", "none"]
     if configfile is not None:
         command += ["--configfile", str(configfile)]
-    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, cwd=workdir,
+                            env=one_thread_env())
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
     return result
