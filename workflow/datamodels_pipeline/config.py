@@ -13,6 +13,8 @@ merges ModelDiff's algorithm B (:func:`other_recipe`).
 from __future__ import annotations
 
 import copy
+import importlib.metadata
+import importlib.util
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -317,9 +319,41 @@ def _check_unlearning(config: dict) -> None:
                           f"{n_train - settings['forget_size']} training examples outside the forget set")
 
 
+PEER_LIBRARIES = ("dattri",)
+"""The reference attribution libraries (``applications.attribution.peers``, the optional extra ``peers``)."""
+
+
+def peer_version(library: str) -> str | None:
+    """The installed version of a reference library from its metadata (nothing is imported), or None."""
+    if importlib.util.find_spec(library) is None:
+        return None
+    try:
+        return importlib.metadata.version(library)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def peer_libraries(settings: dict) -> list[str]:
+    """The reference libraries ``applications.attribution.peers.libraries`` asks for (``auto``: every one)."""
+    libraries = settings["peers"]["libraries"]
+    return list(PEER_LIBRARIES) if libraries == "auto" else list(libraries)
+
+
+def peer_versions(settings: dict) -> dict[str, str | None]:
+    """Each asked-for reference library's installed version: the attribution rule's param, so installing the extra
+    (or upgrading a library) reruns the rule."""
+    return {library: peer_version(library) for library in peer_libraries(settings)}
+
+
 def _check_attribution(config: dict) -> None:
-    """TracIn's checkpoints are epochs of the run's training."""
+    """TracIn's checkpoints are epochs of the run's training; reference libraries named explicitly are installed."""
     key, settings = "applications.attribution", config["applications"]["attribution"]
+    libraries = settings["peers"]["libraries"]
+    if libraries != "auto":
+        missing = [library for library in libraries if peer_version(library) is None]
+        if missing:
+            raise ConfigError(f"invalid config key '{key}.peers.libraries': {missing} not installed (pip install -e "
+                              ".[peers], or libraries: auto to skip what is not installed)")
     tracin, epochs = settings["tracin"], config["train"].get("epochs")
     if tracin["n_models"] and tracin["checkpoints"] is not None and epochs is not None:
         if any(not 1 <= int(e) <= epochs for e in tracin["checkpoints"]):
