@@ -12,7 +12,7 @@ import torch
 import yaml
 from torch import nn
 
-from datamodels_pipeline import config
+from datamodels_pipeline import config, reference_libraries
 from datamodels_pipeline.applications import attribution_methods as am
 from datamodels_pipeline.applications.attribution import peers
 from datamodels_pipeline.config import ConfigError
@@ -126,14 +126,14 @@ def test_config_section_defaults_versions_and_explicit_libraries(monkeypatch):
     defaults = config.validate(_with())["applications"]["attribution"]["peers"]
     assert defaults == {"libraries": "auto", "trak_ensemble": None, "trak_proj_dim": [128]}
     installed = importlib.util.find_spec("dattri") and importlib.metadata.version("dattri")
-    assert config.peer_versions({"peers": defaults}) == {"dattri": installed or None}
-    assert config.peer_versions({"peers": {**defaults, "libraries": []}}) == {}
+    assert reference_libraries.peer_versions({"peers": defaults}) == {"dattri": installed or None}
+    assert reference_libraries.peer_versions({"peers": {**defaults, "libraries": []}}) == {}
     if installed:
         config.validate(_with(libraries=["dattri"]))
     for wrong in ("all", ["traker"], ["dattri", "dattri"]):
         with pytest.raises(ConfigError, match="peers.libraries"):
             config.validate(_with(libraries=wrong))
-    monkeypatch.setattr(config, "peer_version", lambda library: None)
+    monkeypatch.setattr(config, "peer_version", lambda library: None)  # as imported by config.py
     with pytest.raises(ConfigError, match="peers.libraries.*not installed"):
         config.validate(_with(libraries=["dattri"]))
     config.validate(_with(libraries="auto"))  # auto: null rows with the install hint

@@ -13,14 +13,14 @@ merges ModelDiff's algorithm B (:func:`other_recipe`).
 from __future__ import annotations
 
 import copy
-import importlib.metadata
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+
+from .reference_libraries import peer_version
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 DATASET_SPLITS: dict[str, tuple[int, int | None]] = {
@@ -317,32 +317,6 @@ def _check_unlearning(config: dict) -> None:
     if settings["n_retain"] > n_train - settings["forget_size"]:
         raise ConfigError(f"invalid config key '{key}.n_retain': {settings['n_retain']} is more than the "
                           f"{n_train - settings['forget_size']} training examples outside the forget set")
-
-
-PEER_LIBRARIES = ("dattri",)
-"""The reference attribution libraries (``applications.attribution.peers``, the optional extra ``peers``)."""
-
-
-def peer_version(library: str) -> str | None:
-    """The installed version of a reference library from its metadata (nothing is imported), or None."""
-    if importlib.util.find_spec(library) is None:
-        return None
-    try:
-        return importlib.metadata.version(library)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def peer_libraries(settings: dict) -> list[str]:
-    """The reference libraries ``applications.attribution.peers.libraries`` asks for (``auto``: every one)."""
-    libraries = settings["peers"]["libraries"]
-    return list(PEER_LIBRARIES) if libraries == "auto" else list(libraries)
-
-
-def peer_versions(settings: dict) -> dict[str, str | None]:
-    """Each asked-for reference library's installed version: the attribution rule's param, so installing the extra
-    (or upgrading a library) reruns the rule."""
-    return {library: peer_version(library) for library in peer_libraries(settings)}
 
 
 def _check_attribution(config: dict) -> None:

@@ -42,7 +42,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ... import evaluate, protocol
-from ...config import peer_libraries, peer_version
+from ...reference_libraries import peer_libraries, peer_version
 from ...seeding import Stream, int_seed
 from .. import attribution_methods as am
 from .methods import Context, trained_networks
@@ -52,7 +52,7 @@ from .table import Row, score_row
 log = logging.getLogger(__name__)
 
 LIBRARIES = {"dattri": ("dattri_trak", "dattri_influence")}
-"""The reference libraries (``config.PEER_LIBRARIES``) and the rows each adds."""
+"""The reference libraries (``reference_libraries.PEER_LIBRARIES``) and the rows each adds."""
 INSTALL_HINT = "pip install -e .[peers]"
 
 
