@@ -154,6 +154,26 @@ def test_follow_up_application_outputs(run_dir):
             assert (base / figure.format(a=alpha)).stat().st_size > 1000
 
 
+def test_reference_libraries_rows(run_dir):
+    """With the optional extra (CI installs it), dattri's TRAK and influence functions are rows of the leaderboard,
+    on the same networks and held-out models as ours (applications.attribution.peers)."""
+    pytest.importorskip("dattri", reason="the optional extra: pip install -e .[peers]")
+    peers = SMOKE["applications"]["attribution"]["peers"]
+    for alpha in ALPHAS:
+        base = results(run_dir) / f"applications/attribution/alpha={alpha}"
+        rows = {(r["method"], r["variant"]): r for r in pq.read_table(base / "lds.parquet").to_pylist()}
+        trak = max(SMOKE["applications"]["attribution"]["trak"]["ensemble"])
+        for d in peers["trak_proj_dim"]:
+            ours, theirs = rows[("trak", f"proj_dim={d}")], rows[("dattri_trak", f"proj_dim={d}")]
+            assert theirs["n_models"] == ours["n_models"] == trak  # the same networks: the same training share
+            assert theirs["cpu_seconds_training"] == pytest.approx(ours["cpu_seconds_training"])
+        ours, theirs = rows[("influence_function", "")], rows[("dattri_influence", "")]
+        assert theirs["cpu_seconds_training"] == pytest.approx(ours["cpu_seconds_training"])
+        for row in (rows[("dattri_trak", f"proj_dim={d}")], theirs):
+            assert -1 <= row["lds"] <= 1 and row["cpu_seconds"] > row["cpu_seconds_training"] > 0
+            assert row["note"].startswith("dattri ")
+
+
 def test_second_run_does_nothing(run_dir):
     assert planned_jobs(snakemake(run_dir, "-n", configfile=write_config(run_dir, "smoke"))) == {}
 

@@ -20,6 +20,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .reference_libraries import peer_version
+
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 DATASET_SPLITS: dict[str, tuple[int, int | None]] = {
     # data.name: (examples of the pool S is drawn from, test examples; None: the rest of the pool, a random split)
@@ -325,8 +327,14 @@ def _check_unlearning(config: dict) -> None:
 
 
 def _check_attribution(config: dict) -> None:
-    """TracIn's checkpoints are epochs of the run's training."""
+    """TracIn's checkpoints are epochs of the run's training; reference libraries named explicitly are installed."""
     key, settings = "applications.attribution", config["applications"]["attribution"]
+    libraries = settings["peers"]["libraries"]
+    if libraries != "auto":
+        missing = [library for library in libraries if peer_version(library) is None]
+        if missing:
+            raise ConfigError(f"invalid config key '{key}.peers.libraries': {missing} not installed (pip install -e "
+                              ".[peers], or libraries: auto to skip what is not installed)")
     tracin, epochs = settings["tracin"], config["train"].get("epochs")
     if tracin["n_models"] and tracin["checkpoints"] is not None and epochs is not None:
         if any(not 1 <= int(e) <= epochs for e in tracin["checkpoints"]):

@@ -34,5 +34,7 @@ rule attribution:
         settings=config["applications"]["attribution"],
         recipe=recipe(),
         seed=config["seed"],
+        # Installed reference libraries (applications.attribution.peers): installing the extra reruns the rule.
+        peers=peer_versions(config["applications"]["attribution"]),
     script:
         "../scripts/attribution.py"

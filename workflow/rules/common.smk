@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 from datamodels_pipeline import codegraph, protocol, sizing
 from datamodels_pipeline.config import ConfigError, n_targets, validate
+from datamodels_pipeline.reference_libraries import peer_versions
 
 try:
     _validated = validate(config)

@@ -25,6 +25,8 @@ Rows of the table:
   for anyway they are skipped with a logged reason and a null row);
 * ``input_similarity``: signed cosine similarity of the raw inputs (no model);
 * ``external:<file stem>``: score matrices from other libraries (``external``).
+* ``dattri_trak``, ``dattri_influence``: the reference implementations (dattri's own TRAK and influence
+  functions) on the same networks as ``trak`` and ``influence_function``, with the optional extra (:mod:`.peers`).
 
 Cost: ``models_trained`` and ``cpu_seconds`` (``time.process_time``, all threads
 of this process). For the methods run here it is measured around the method's own

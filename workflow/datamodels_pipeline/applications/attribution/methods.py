@@ -46,14 +46,28 @@ class Context:
         self.x_targets = torch.from_numpy(d.x_targets.reshape(d.n_targets, -1).astype(np.float32))
         self.y_targets = torch.from_numpy(d.y_targets.astype(np.int64))
         self.n_classes = d.n_classes
+        # Each method's trained networks and their training CPU seconds, for the reference libraries' rows (peers).
+        self.networks: dict[tuple[str, str], tuple[list, float]] = {}
 
 
 def _train(ctx: Context, method: str, settings: dict, n_models: int) -> tuple[list, float]:
-    """A method's networks, trained by the learner (``train_networks``); (networks, CPU seconds)."""
+    """A method's networks, trained by the learner (``train_networks``); (networks, CPU seconds). Kept in ``ctx``."""
     seeds, subsets = model_plan(method, n_models, settings["train_set"], ctx.seed, ctx.alpha, ctx.dataset.n_train)
     start = time.process_time()
     networks = [checkpoints[-1].model for checkpoints in ctx.learner.train_networks(ctx.task, np.stack(subsets), seeds)]
-    return networks, time.process_time() - start
+    seconds = time.process_time() - start
+    ctx.networks[(method, settings["train_set"])] = (networks, seconds)
+    return networks, seconds
+
+
+def trained_networks(ctx: Context, method: str, settings: dict, n_models: int) -> tuple[list, float]:
+    """The first ``n_models`` of a method's networks (``model_plan`` is nested), trained here unless already
+    trained for the method's row; (networks, their share of the training CPU seconds)."""
+    cached = ctx.networks.get((method, settings["train_set"]))
+    if cached is None or len(cached[0]) < n_models:
+        return _train(ctx, method, settings, n_models)
+    networks, seconds = cached
+    return networks[:n_models], seconds * n_models / len(networks)
 
 
 def influence_function(ctx: Context, settings: dict) -> tuple[np.ndarray, float, float, dict]:

@@ -22,6 +22,7 @@ from .cost import probe_training_cost
 from .external import load_external
 from .figures import plot
 from .methods import Context, network_rows
+from .peers import peer_rows
 from .settings import warn_settings
 from .table import Row, datamodel_rows, empirical_influence_rows, headline, score_row, write_per_target, write_table
 
@@ -57,6 +58,7 @@ def run(fit_info_path: str, curve_path: str, metrics_path: str, evaluation_per_t
     details: dict = {}
     ctx = Context(dataset, protocol.learner(recipe), seed, alpha)
     rows += network_rows(ctx, settings, held_out, index, details)
+    rows += peer_rows(ctx, settings, held_out, index)  # reference libraries on the same networks (peers.py)
     if settings["representation"]["input_space"]:
         start = time.process_time()
         scores = am.signed_cosine(ctx.x_train.numpy(), ctx.x_targets.numpy(), dataset.y_train, dataset.y_targets)
