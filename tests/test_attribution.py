@@ -17,6 +17,7 @@ from torch import nn
 from datamodels_pipeline import config, evaluate, masks, protocol, store, training
 from datamodels_pipeline.applications import attribution
 from datamodels_pipeline.applications import attribution_methods as am
+from datamodels_pipeline.applications.attribution import frontier
 from datamodels_pipeline.config import ConfigError
 
 from conftest import REPO
@@ -333,3 +334,74 @@ def test_network_methods_run_end_to_end_on_a_tiny_run(learner):
                 "own_torch_model": "penultimate-layer activations",
                 "cnn": "flattened features of the last convolutional block"}[learner]
     assert details["representation_similarity"]["features"] == expected
+
+
+# ---------------------------------------------------------------- measured costs and the cost frontier
+def _row(method, n, lds, cpu, variant=""):
+    return attribution.Row(method, n, variant=variant, lds=lds, cpu_seconds=cpu)
+
+
+def test_frontier_gives_the_best_row_at_each_cpu_budget():
+    rows = [_row("input_similarity", 0, 0.19, 0.01), _row("trak", 1, 0.30, 0.1, "proj_dim=128"),
+            _row("trak", 50, 0.58, 4.0, "proj_dim=128"), _row("trak", 50, 0.26, 30.0, "proj_dim=1024"),
+            _row("datamodels", 100, 0.40, 8.0), _row("datamodels", 1000, 0.62, 25.0),
+            _row("datamodels", 9000, 0.70, 200.0), _row("influence_function", 1, 0.49, 40.0),
+            _row("empirical_influence", 9000, 0.64, 190.0), _row("external:x", 0, 0.99, None),
+            attribution.Row("tracin", 5)]  # skipped (no LDS) and unknown cost: left out
+    best = frontier.frontier(rows)
+    assert [(b["method"], b["from_cpu_seconds"], b["to_cpu_seconds"]) for b in best] == [
+        ("input_similarity", 0.01, 0.1), ("trak (proj_dim=128)", 0.1, 4.0), ("trak (proj_dim=128)", 4.0, 25.0),
+        ("datamodels", 25.0, 190.0), ("empirical_influence", 190.0, 200.0), ("datamodels", 200.0, None)]
+    assert [b["lds"] for b in best] == [0.19, 0.30, 0.58, 0.62, 0.64, 0.70]
+    assert frontier.segments(best) == [
+        {"from_cpu_seconds": 0.01, "to_cpu_seconds": 0.1, "method": "input_similarity"},
+        {"from_cpu_seconds": 0.1, "to_cpu_seconds": 25.0, "method": "trak (proj_dim=128)"},
+        {"from_cpu_seconds": 25.0, "to_cpu_seconds": 190.0, "method": "datamodels"},
+        {"from_cpu_seconds": 190.0, "to_cpu_seconds": 200.0, "method": "empirical_influence"},
+        {"from_cpu_seconds": 200.0, "to_cpu_seconds": None, "method": "datamodels"}]
+    duel = frontier.versus(rows, "datamodels", "trak")
+    assert [(d["from_cpu_seconds"], d["winner"]) for d in duel] == [
+        (0.1, "trak"), (4.0, "trak"), (8.0, "trak"), (25.0, "datamodels"), (30.0, "datamodels"),
+        (200.0, "datamodels")]
+    assert duel[2]["datamodels_lds"] == 0.40 and duel[2]["trak_lds"] == 0.58 and duel[0]["datamodels_lds"] is None
+    record = frontier.record(rows)
+    assert record["datamodels_vs_trak_winner"] == [
+        {"from_cpu_seconds": 0.1, "to_cpu_seconds": 25.0, "winner": "trak"},
+        {"from_cpu_seconds": 25.0, "to_cpu_seconds": None, "winner": "datamodels"}]
+    assert frontier.describe(record["datamodels_vs_trak_winner"]) == \
+        "[0.1, 25) CPU s: trak; [25, ∞) CPU s: datamodels"
+    assert frontier.frontier([]) == [] and frontier.versus([], "datamodels", "trak") == []
+
+
+def test_datamodel_and_empirical_influence_rows_charge_the_measured_training_and_fit_cpu():
+    integrity = {"diverged_model_ids": [], "training": {"chunks": [
+        {"first_id": 0, "last_id": 99, "n_models": 100, "cpu_seconds": 2.0, "wall_seconds": 2.5},
+        {"first_id": 100, "last_id": 199, "n_models": 100, "cpu_seconds": 4.0, "wall_seconds": 4.5}]}}
+    metrics = {"n_train_models": 200, "lds": 0.7, "lds_median": 0.71, "pooled_spearman": 0.9,
+               "baseline": {"lds": 0.6, "lds_median": 0.61, "pooled_spearman": 0.8, "cpu_seconds": 0.5}}
+    per_target = {"lds": [0.7, 0.7], "baseline_lds": [0.6, 0.6]}
+    curve = {"points": [{"n_models": 50, "lds": 0.5, "baseline_lds": 0.3, "fit_cpu_seconds": 1.25,
+                         "baseline_cpu_seconds": 0.25},
+                        {"n_models": 200, "lds": 0.7, "baseline_lds": 0.6}]}
+    small, full = attribution.datamodel_rows(metrics, per_target, 3.0, curve, integrity)
+    assert (small.n_models, small.models_trained, small.cpu_seconds_training, small.cpu_seconds) == (50, 50, 1.0, 2.25)
+    assert (full.n_models, full.cpu_seconds_training, full.cpu_seconds, full.lds) == (200, 6.0, 9.0, 0.7)
+    assert {small.cost_source, full.cost_source} == {"measured"}
+    small, full = attribution.empirical_influence_rows(metrics, per_target, curve, integrity)
+    assert (small.cpu_seconds, full.cpu_seconds, full.lds) == (1.25, 6.5, 0.6)
+    # a learning curve written without timings, or chunks without measurements: the cost is unknown, never guessed
+    old_curve = {"points": [{"n_models": 50, "lds": 0.5, "baseline_lds": 0.3}]}
+    assert attribution.datamodel_rows(metrics, per_target, 3.0, old_curve, integrity)[0].cost_source == "unknown"
+    rows = attribution.datamodel_rows(metrics, per_target, 3.0, curve, {"training": {}})
+    assert all(r.cpu_seconds is None and r.cost_source == "unknown" for r in rows)
+
+
+def test_learning_curve_points_must_leave_a_validation_split():
+    base = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    assert min(config.validate(base)["evaluate"]["learning_curve"]) * base["subsets"]["n_models"] < 120  # ~100 models
+    base["evaluate"]["learning_curve"] = [0.001, 1.0]  # 9 of 9,000 models: about 1 for validation
+    with pytest.raises(ConfigError, match=r"evaluate.learning_curve\[0\]"):
+        config.validate(base)
+    base["evaluate"]["learning_curve"] = [0.0]
+    with pytest.raises(ConfigError, match="evaluate.learning_curve"):
+        config.validate(base)

@@ -126,6 +126,8 @@ def test_sharded_fit_equals_unsharded_and_the_in_memory_fit(run_files, tmp_path,
     np.testing.assert_allclose(whole.sigma, mask.std(0), atol=1e-6)
     assert whole.n_models.tolist() == [M, M, M, M - mask[:, 5].sum(), M - mask[:, 9].sum()]
     assert whole_info["n_models"] == M and whole_info["n_targets"] == len(INDEX)
+    # the fit's measured CPU seconds (the attribution leaderboard's fitting cost): the blocks' sum
+    assert whole_info["cpu_seconds"] > 0 and sharded_info["cpu_seconds"] > 0
 
 
 def test_shared_gram_train_targets_stay_close_to_exact(run_files, tmp_path, one_thread):

@@ -151,3 +151,39 @@ def test_atomic_output_has_ordinary_permissions(tmp_path):
         os.umask(previous)
     mask = 0o022
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_training_cost_streamed_through_aggregation_is_the_sum_over_chunks(tmp_path, layout):
+    # each chunk records its own measured training cost; aggregation (streamed) carries them, and the cost of a
+    # prefix of kept models is every model trained up to it (diverged ones too), a cut chunk charged pro rata
+    seconds = {0: (3.0, 1.5), 5: (5.0, 2.5), 10: (7.0, 3.5)}
+    paths = []
+    for first, (cpu, wall) in seconds.items():
+        part = make_models(layout, list(range(first, first + 5)), seed=first)
+        if first == 0:
+            part.margins[1, 0], part.diverged[1] = np.nan, True
+        paths.append(tmp_path / f"chunk-{first}.parquet")
+        store.write_models(paths[-1], part, layout, {store.TRAINING_KEY: {"cpu_seconds": cpu, "wall_seconds": wall}})
+    result = _aggregate(tmp_path, paths[::-1], layout, range(15))
+    direct = [store.file_metadata(p)[store.TRAINING_KEY] for p in paths]
+    assert [c["first_id"] for c in result.chunks] == [0, 5, 10] and [c["n_models"] for c in result.chunks] == [5] * 3
+    total = store.training_cost(result.chunks)
+    assert total["models_trained"] == 15
+    assert total["cpu_seconds"] == pytest.approx(sum(d["cpu_seconds"] for d in direct)) == 15.0
+    assert total["wall_seconds"] == pytest.approx(sum(d["wall_seconds"] for d in direct))
+    # the first 4 kept models are ids 0, 2, 3, 4 (1 diverged): 5 trained, the whole first chunk
+    assert store.training_cost(result.chunks, 4, result.diverged_ids) == \
+        {"models_trained": 5, "cpu_seconds": 3.0, "wall_seconds": 1.5}
+    cut = store.training_cost(result.chunks, 6, result.diverged_ids)  # ids 0..6: chunk 0 and 2/5 of chunk 5
+    assert cut["models_trained"] == 7 and cut["cpu_seconds"] == pytest.approx(3.0 + 2 / 5 * 5.0)
+    with pytest.raises(ValueError, match="15 kept models"):
+        store.training_cost(result.chunks, 15, result.diverged_ids)
+
+
+def test_training_cost_is_unknown_without_a_chunk_measurement(tmp_path, layout):
+    paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    store.write_models(paths[0], make_models(layout, [0, 1]), layout, {store.TRAINING_KEY: {"cpu_seconds": 1.0}})
+    store.write_models(paths[1], make_models(layout, [2, 3], seed=1), layout, {})  # written before measurements
+    result = _aggregate(tmp_path, paths, layout, range(4))
+    assert store.training_cost(result.chunks, 2)["cpu_seconds"] == 1.0
+    assert store.training_cost(result.chunks)["cpu_seconds"] is None

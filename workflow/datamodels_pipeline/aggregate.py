@@ -1,7 +1,8 @@
 """The aggregate stage: all chunks of one (alpha, split) into one checked Parquet file.
 
 Streams: ids of every chunk first (integrity checks), then one chunk at a time into
-row groups of the output. Memory: one chunk plus a few bytes per model id.
+row groups of the output. Memory: one chunk plus a few bytes per model id. The integrity
+record carries each chunk's own measured training cost (``training``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,16 @@ def run(chunk_paths: Sequence[str], info_path: str, alpha: float, split: str, n_
         "diverged_model_ids": result.diverged_ids,
         "mean_target_accuracy": result.mean_target_accuracy,
         "mean_train_accuracy": result.mean_train_accuracy,
+        # Each chunk's own measured training cost (store.TRAINING_KEY), and their sum: what the attribution
+        # leaderboard charges the datamodels and empirical influence (store.training_cost for a prefix).
+        "training": {**store.training_cost(result.chunks), "chunks": result.chunks},
     }
     with atomic_output(integrity_path) as tmp:
         Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
-    log.info("alpha=%s %s: %d models from %d chunks", alpha, split, result.n_models, len(chunk_paths))
+    cost = record["training"]
+    log.info("alpha=%s %s: %d models from %d chunks; training measured by the chunks: %s CPU s, %s s wall", alpha,
+             split, result.n_models, len(chunk_paths), _seconds(cost["cpu_seconds"]), _seconds(cost["wall_seconds"]))
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"

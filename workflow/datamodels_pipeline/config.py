@@ -145,6 +145,19 @@ def _check_fit(config: dict) -> None:
     n_val = round(config["fit"]["val_fraction"] * subsets["n_models"])
     if not 2 <= n_val <= subsets["n_models"] - 2:
         raise ConfigError(f"invalid config key 'fit.val_fraction': leaves {n_val} of {subsets['n_models']} models for validation")
+    _check_learning_curve(config)
+
+
+def _check_learning_curve(config: dict) -> None:
+    """Every learning-curve point fits on enough models to keep about two for its lambda's validation."""
+    n_models, val_fraction = config["subsets"]["n_models"], config["fit"]["val_fraction"]
+    for i, fraction in enumerate(config["evaluate"]["learning_curve"]):
+        rows = max(2, int(round(fraction * n_models)))
+        n_val = round(val_fraction * rows)
+        if rows < n_models and not 2 <= n_val <= rows - 2:
+            raise ConfigError(f"invalid config key 'evaluate.learning_curve[{i}]': {fraction} of subsets.n_models = "
+                              f"{n_models} is {rows} models, which leaves about {n_val} for fit.val_fraction's "
+                              f"validation split (at least 2 on each side)")
 
 
 def _check_applications(config: dict, schema: dict) -> None:

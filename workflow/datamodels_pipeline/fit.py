@@ -394,11 +394,13 @@ def run_block(statistics_path: str, models_path: str, info_path: str, alpha: flo
         models = store.read_models(models_path, layout)
         return models.mask, models.margins[:, targets]
 
+    cpu_start = time.process_time()
     result, timings = fit_targets(stats, settings, rows=rows)
+    cpu_seconds = time.process_time() - cpu_start
     mu, sigma = standardization(stats.all.xsum, stats.all.n)
     table = _rows_table(assemble(result, mu, sigma, stats.target_train_index), targets,
                         {"lambda_index": result["best_k"], "val_mse": result["val_mse"]})
-    record = {"block": block, "seconds": timings, "n": stats.all.n, "n_val": stats.val.n}
+    record = {"block": block, "seconds": timings, "cpu_seconds": cpu_seconds, "n": stats.all.n, "n_val": stats.val.n}
     table = table.replace_schema_metadata({BLOCK_KEY: json.dumps(record).encode()})
     with atomic_output(output_path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
@@ -413,6 +415,7 @@ def merge(block_paths: list[str], statistics_path: str, settings: dict, alpha: f
     mu, sigma = standardization(stats.all.xsum, stats.all.n)
     parts: dict[str, list[np.ndarray]] = {"best_k": [], "val_mse": [], "converged": [], "nonzero": [], "lam": []}
     timings: dict[str, float] = {}
+    cpu_seconds: float | None = 0.0  # the blocks' fit CPU seconds (time.process_time, all threads), summed
     expected = 0
     with atomic_output(datamodels_path) as tmp:
         writer = None
@@ -426,6 +429,8 @@ def merge(block_paths: list[str], statistics_path: str, settings: dict, alpha: f
                 expected += len(targets)
                 for name, seconds in record["seconds"].items():
                     timings[name] = timings.get(name, 0.0) + seconds
+                cpu_seconds = None if cpu_seconds is None or "cpu_seconds" not in record else \
+                    cpu_seconds + record["cpu_seconds"]
                 weight_std = table.column("weight_std").combine_chunks().flatten().to_numpy().reshape(len(targets), -1)
                 parts["nonzero"].append((weight_std != 0).sum(axis=1))
                 for name, column in (("best_k", "lambda_index"), ("val_mse", "val_mse"), ("converged", "converged"),
@@ -443,6 +448,7 @@ def merge(block_paths: list[str], statistics_path: str, settings: dict, alpha: f
     result = {name: np.concatenate(values) for name, values in parts.items()}
     fit_info = summary({"n": stats.all.n}, stats.val.n, len(mu), settings, result, timings)
     fit_info["n_blocks"] = len(block_paths)
+    fit_info["cpu_seconds"] = cpu_seconds
     with atomic_output(fit_info_path) as tmp:
         Path(tmp).write_text(json.dumps({"alpha": alpha, **fit_info}, indent=2) + "\n")
     if fit_info["n_not_converged"]:

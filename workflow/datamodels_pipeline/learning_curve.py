@@ -4,12 +4,18 @@ Datamodels are refit on nested prefixes (by model id) of the training models, fr
 statistics stage's snapshots of its running sums (one pass over the models serves every
 fraction); every point is scored on the same held-out models as the main evaluation. A
 prefix's validation models are the full fit's validation models among its rows.
+
+Each point records the CPU seconds (``time.process_time``, all threads) of its lasso fit
+(``fit_cpu_seconds``) and of its empirical influence (``baseline_cpu_seconds``): the attribution
+leaderboard's measured fitting cost at that number of models. The full set's point reads the
+main evaluation and carries no timing (its fit's cost is ``fit.json``'s).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -65,13 +71,19 @@ def run(statistics_path: str, train_path: str, eval_path: str, info_path: str, d
             points.append({"fraction": fraction, "n_models": n, "lds": full["lds"],
                            "baseline_lds": full["baseline_lds"], "pooled_spearman": full["pooled_spearman"]})
             continue
+        start = time.process_time()
         datamodels = fit_prefix(folders[rows], train_path, layout, rows, settings)
+        fit_cpu = time.process_time() - start
         summary, _, _ = evaluate.score(datamodels.weight, datamodels.bias, held_out)
+        start = time.process_time()
         weight, bias, _ = evaluate.baseline(folders[rows], index)
+        base_cpu = time.process_time() - start
         base, _, _ = evaluate.score(weight, bias, held_out)
         points.append({"fraction": fraction, "n_models": rows, "lds": summary["lds"], "baseline_lds": base["lds"],
-                       "pooled_spearman": summary["pooled_spearman"]})
-        log.info("%d models: LDS %.4f (baseline %.4f)", rows, summary["lds"], base["lds"])
+                       "pooled_spearman": summary["pooled_spearman"], "fit_cpu_seconds": fit_cpu,
+                       "baseline_cpu_seconds": base_cpu})
+        log.info("%d models: LDS %.4f (baseline %.4f); fit %.1f CPU s, baseline %.2f CPU s", rows, summary["lds"],
+                 base["lds"], fit_cpu, base_cpu)
     with atomic_output(curve_path) as tmp:
         Path(tmp).write_text(json.dumps({"alpha": alpha, "points": points}, indent=2) + "\n")
     plots.learning_curve([p["n_models"] for p in points], [p["lds"] for p in points],

@@ -68,7 +68,7 @@ class AppIndex(IntEnum):
     ATTRIBUTION_SUBSETS_TRACIN = 66
     ATTRIBUTION_SUBSETS_TRAK = 67
     ATTRIBUTION_SUBSETS_REPRESENTATION_SIMILARITY = 68
-    ATTRIBUTION_PROBE = 69
+    ATTRIBUTION_PROBE = 69  # retired (the attribution cost probe, issue 14): kept registered, never reused
     RETRAIN_MODEL_SEEDS = 1_000_000
 
 

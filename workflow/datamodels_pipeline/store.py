@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,9 @@ from .masks import pack, subset_size, unpack
 
 FORMAT = "datamodels-pipeline/models/1"
 METADATA_KEY = b"datamodels_pipeline"
+TRAINING_KEY = "training"
+"""Key of a chunk's own training cost in its metadata: ``{"cpu_seconds", "wall_seconds", "threads", "device"}``
+(``time.process_time`` and wall-clock seconds around the chunk's training, measured by the ``train_chunk`` job)."""
 
 
 class StoreError(ValueError):
@@ -245,6 +248,9 @@ class Aggregate:
     diverged_ids: list[int]
     mean_target_accuracy: float
     mean_train_accuracy: float
+    chunks: list[dict] = field(default_factory=list)
+    """Per chunk, by model id: ``first_id``, ``last_id``, ``n_models`` (trained, diverged included) and its
+    measured ``cpu_seconds`` / ``wall_seconds`` (None for a chunk written without them)."""
 
 
 def aggregate(paths: Sequence[str | Path], layout: Layout, expected_ids: Sequence[int], output_path: str | Path,
@@ -259,6 +265,7 @@ def aggregate(paths: Sequence[str | Path], layout: Layout, expected_ids: Sequenc
     owner: dict[int, str] = {}
     spans, diverged = [], []
     for path in paths:
+        cost = file_metadata(path).get(TRAINING_KEY) or {}
         ids, flags = read_ids(path, layout)
         for model_id in ids.tolist():
             if model_id in owner:
@@ -266,7 +273,9 @@ def aggregate(paths: Sequence[str | Path], layout: Layout, expected_ids: Sequenc
             owner[model_id] = str(path)
         diverged += ids[flags].tolist()
         if len(ids):
-            spans.append((int(ids.min()), int(ids.max()), path))
+            spans.append((int(ids.min()), int(ids.max()), path, {
+                "first_id": int(ids.min()), "last_id": int(ids.max()), "n_models": len(ids),
+                "cpu_seconds": cost.get("cpu_seconds"), "wall_seconds": cost.get("wall_seconds")}))
     expected = set(int(i) for i in expected_ids)
     missing = sorted(expected - set(owner))
     if missing:
@@ -277,12 +286,12 @@ def aggregate(paths: Sequence[str | Path], layout: Layout, expected_ids: Sequenc
     if len(diverged) == len(owner):
         raise StoreError(f"every one of the {len(owner)} models diverged; nothing to aggregate")
     spans.sort(key=lambda span: span[0])
-    for (_, last, before), (first, _, after) in zip(spans, spans[1:]):
+    for (_, last, before, _), (first, _, after, _) in zip(spans, spans[1:]):
         if first <= last:
             raise StoreError(f"{after}: model ids interleave with those of {before} (chunks hold disjoint id ranges)")
     target_accuracy = train_accuracy = 0.0
     with ModelsWriter(output_path, layout, metadata) as writer:
-        for _, _, path in spans:
+        for _, _, path, _ in spans:
             part = read_models(path, layout)
             part = part.select(np.argsort(part.model_id, kind="stable"))
             part = part.select(~part.diverged)
@@ -291,7 +300,44 @@ def aggregate(paths: Sequence[str | Path], layout: Layout, expected_ids: Sequenc
             train_accuracy += float(part.train_accuracy.astype(np.float64).sum())
         n = writer.n_rows
     return Aggregate(n_models=n, diverged_ids=sorted(int(i) for i in diverged),
-                     mean_target_accuracy=target_accuracy / n, mean_train_accuracy=train_accuracy / n)
+                     mean_target_accuracy=target_accuracy / n, mean_train_accuracy=train_accuracy / n,
+                     chunks=[span[3] for span in spans])
+
+
+def training_cost(chunks: Sequence[dict], n_models: int | None = None, diverged_ids: Sequence[int] = ()
+                  ) -> dict:
+    """Measured training cost of an aggregate's first ``n_models`` kept models (all of them: None), from its chunks.
+
+    ``chunks`` are :attr:`Aggregate.chunks` (the aggregate's integrity record keeps them). The aggregate holds
+    the non-diverged models sorted by id, and the learning curve's prefixes are its first rows: the prefix of
+    ``n`` kept models is every model trained up to the ``n``-th kept id (diverged ones cost too). A chunk's
+    models were trained together; one that is cut is charged pro rata of its models. Returns
+    ``models_trained``, ``cpu_seconds`` and ``wall_seconds`` (None where a chunk carries no measurement).
+    """
+    ordered = sorted(chunks, key=lambda c: c["first_id"])
+    total = sum(c["n_models"] for c in ordered)
+    trained = total
+    if n_models is not None:  # ids trained up to the n-th kept one: ids are counted in order, skipping diverged
+        kept_needed, trained = int(n_models), 0
+        diverged = set(int(i) for i in diverged_ids)
+        ids = (i for c in ordered for i in range(c["first_id"], c["last_id"] + 1))
+        for model_id in ids:
+            if kept_needed == 0:
+                break
+            trained += 1
+            kept_needed -= model_id not in diverged
+        if kept_needed:
+            raise ValueError(f"{n_models} kept models asked of an aggregate of {total - len(diverged)}")
+    out = {"models_trained": trained, "cpu_seconds": 0.0, "wall_seconds": 0.0}
+    left = trained
+    for chunk in ordered:
+        if left <= 0:
+            break
+        share = min(left, chunk["n_models"]) / chunk["n_models"]
+        left -= chunk["n_models"]
+        for key in ("cpu_seconds", "wall_seconds"):
+            out[key] = None if out[key] is None or chunk.get(key) is None else out[key] + share * chunk[key]
+    return out
 
 
 MASKS_FORMAT = "datamodels-pipeline/masks/1"

@@ -43,15 +43,19 @@ def run(data_path: str, info_path: str, masks_path: str, output_path: str, alpha
     model_ids, mask = store.read_masks(masks_path)
     device = devices.resolve(recipe["train"].get("device", "cpu"))
     seeds = model_seeds(seed, split, alpha, model_ids, repeated_masks)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     result = learners.train_on(recipe, TrainData.of(dataset, device), masks.to_subsets(mask), seeds)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     diverged = ~np.isfinite(result.margins).all(axis=1)
     models = store.Models(model_id=model_ids, mask=mask, margins=result.margins,
                           train_accuracy=result.train_accuracy, target_accuracy=result.target_accuracy,
                           diverged=diverged)
-    store.write_models(output_path, models, store.layout_for(info, alpha), {"alpha": alpha, "split": split, "chunk": chunk})
-    log.info("chunk %d (%s, alpha=%s): %d models in %.1f s (%.1f models/s), %s on %s, %d thread(s); "
+    # The chunk's own training cost, carried by aggregation (store.TRAINING_KEY): the attribution leaderboard's
+    # measured cost of the datamodels' and empirical influence's models.
+    training = {"cpu_seconds": cpu, "wall_seconds": elapsed, "threads": int(threads), "device": str(device)}
+    store.write_models(output_path, models, store.layout_for(info, alpha),
+                       {"alpha": alpha, "split": split, "chunk": chunk, store.TRAINING_KEY: training})
+    log.info("chunk %d (%s, alpha=%s): %d models in %.1f s (%.1f models/s, %.1f CPU s), %s on %s, %d thread(s); "
              "mean target accuracy %.4f; %d diverged", chunk, split, alpha, len(model_ids), elapsed,
-             len(model_ids) / elapsed, recipe["model"]["name"], device, threads,
+             len(model_ids) / elapsed, cpu, recipe["model"]["name"], device, threads,
              float(np.nanmean(result.target_accuracy)), int(diverged.sum()))

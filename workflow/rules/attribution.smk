@@ -5,6 +5,9 @@
 rule attribution:
     input:
         fit_info=f"{RUN}/datamodels/alpha={{alpha}}/fit.json",
+        # The train chunks' own measured training CPU seconds, carried by aggregation: the datamodels' and
+        # empirical influence's training cost.
+        train_integrity=f"{RUN}/aggregate/alpha={{alpha}}/train.integrity.json",
         curve=f"{RUN}/evaluation/alpha={{alpha}}/learning_curve.json",
         # The datamodels' and empirical influence's rows are the evaluation's numbers, read, not recomputed.
         metrics=f"{RUN}/evaluation/alpha={{alpha}}/metrics.json",

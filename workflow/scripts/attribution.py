@@ -7,6 +7,7 @@ from datamodels_pipeline.applications import attribution
 log = runlog.setup(snakemake.log[0])
 attribution.run(
     fit_info_path=snakemake.input.fit_info,
+    train_integrity_path=snakemake.input.train_integrity,
     curve_path=snakemake.input.curve,
     metrics_path=snakemake.input.metrics,
     evaluation_per_target_path=snakemake.input.per_target,

@@ -29,36 +29,39 @@ Rows of the table:
   functions) on the same networks as ``trak`` and ``influence_function``, with the optional extra (:mod:`.peers`).
 
 Cost: ``models_trained`` and ``cpu_seconds`` (``time.process_time``, all threads
-of this process). For the methods run here it is measured around the method's own
-computation, training included. The datamodels' and empirical influence's models
-were trained by earlier jobs: their training CPU-seconds are *estimated* as the
-number of models times the per-model CPU time of ``cost_probe_models`` models
-trained here with the pipeline's batched trainer; the datamodels add the lasso
-fit's seconds from ``fit.json`` (wall-clock; for the learning curve's points the
-full fit's seconds, an upper bound). ``cost_source`` says which.
+of the process that did the work), always measured, never estimated. For the methods
+run here it is measured around the method's own computation, training included. The
+datamodels' and empirical influence's models were trained by the ``train_chunk`` jobs:
+each chunk records its own training CPU seconds in its Parquet metadata, aggregation
+carries them into ``aggregate/alpha=<a>/train.integrity.json`` and a row at n models is
+charged the CPU of the first n models (``store.training_cost``); the datamodels add their
+fit's CPU seconds (``fit.json``'s ``cpu_seconds``; each learning-curve point's own
+``fit_cpu_seconds``), empirical influence its difference of means. ``cost_source`` is
+``measured``, or ``unknown`` where a measurement is missing (external score matrices).
+:mod:`.frontier` gives, at each CPU budget, the best row and datamodels against TRAK.
 
 The package: :mod:`.settings` (the settings' checks, the random-stream indices and
 each method's model plan), :mod:`.methods` (the methods that train networks),
 :mod:`.external` (other libraries' score matrices), :mod:`.table` (rows, their
-scoring and the tables), :mod:`.cost` (the training-cost probe), :mod:`.figures`
+scoring, costs and the tables), :mod:`.frontier` (the best method per CPU budget), :mod:`.figures`
 and :mod:`.stage` (the rule's :func:`run`). The methods' computations are in
 ``applications.attribution_methods``. Every public name is importable from here.
 """
 
-from .cost import probe_training_cost
 from .external import load_external
 from .figures import LABELS, plot
+from .frontier import segments, versus
 from .methods import Context, influence_function, network_rows, representation_similarity, tracin, trak
-from .settings import (NETWORK_METHODS, PROBE_INDEX, PROJECTION_INDEX, SEED_INDEX, SETTINGS_KEY, SUBSET_INDEX,
+from .settings import (NETWORK_METHODS, PROJECTION_INDEX, SEED_INDEX, SETTINGS_KEY, SUBSET_INDEX,
                        TRAIN_SETS, checkpoint_epochs, model_plan, warn_settings)
 from .stage import run
 from .table import (Row, datamodel_rows, empirical_influence_rows, evaluated_row, headline, score_row,
                     write_per_target, write_table)
 
 __all__ = [
-    "LABELS", "NETWORK_METHODS", "PROBE_INDEX", "PROJECTION_INDEX", "SEED_INDEX", "SETTINGS_KEY", "SUBSET_INDEX",
+    "LABELS", "NETWORK_METHODS", "PROJECTION_INDEX", "SEED_INDEX", "SETTINGS_KEY", "SUBSET_INDEX",
     "TRAIN_SETS", "Context", "Row", "checkpoint_epochs", "datamodel_rows",
     "empirical_influence_rows", "evaluated_row", "headline", "influence_function", "load_external", "model_plan",
-    "network_rows", "plot", "probe_training_cost", "representation_similarity", "run", "score_row", "tracin", "trak",
+    "network_rows", "plot", "representation_similarity", "run", "score_row", "segments", "tracin", "trak", "versus",
     "warn_settings", "write_per_target", "write_table",
 ]

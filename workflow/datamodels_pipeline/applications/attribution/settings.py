@@ -24,8 +24,8 @@ SEED_INDEX = {m: app_index("attribution_seeds", m) for m in ("influence_function
                                                                "representation_similarity")}
 """``Stream.APPLICATION`` indices of each method's model seeds; 65-68 draw its subsets (``train_set: subsets``)."""
 SUBSET_INDEX = {m: app_index("attribution_subsets", m) for m in SEED_INDEX}
-PROJECTION_INDEX, PROBE_INDEX = AppIndex.ATTRIBUTION_PROJECTION, AppIndex.ATTRIBUTION_PROBE
-"""TRAK's projection seed; the cost probe's models (seeds and subsets)."""
+PROJECTION_INDEX = AppIndex.ATTRIBUTION_PROJECTION
+"""TRAK's projection seed (69, the retired cost probe's, is not reused: seeding.AppIndex)."""
 TRAIN_SETS = ("full", "subsets")
 
 

@@ -1,9 +1,10 @@
 """``rule attribution``'s work: every configured method scored on the held-out models; the tables, summary and figure.
 
 :func:`run` reads the evaluation's numbers for the datamodels and empirical
-influence, probes the training cost, runs the network methods, input similarity
-and external score matrices, and writes ``lds.parquet``, ``per_target.parquet``,
-``summary.json`` and ``lds_vs_cost.png``.
+influence with their measured costs (the train chunks' own CPU seconds, carried by the
+train aggregate's integrity record, plus the fits' CPU seconds), runs the network methods,
+input similarity and external score matrices, and writes ``lds.parquet``,
+``per_target.parquet``, ``summary.json`` (with the cost ``frontier``) and ``lds_vs_cost.png``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import pyarrow.parquet as pq
 from ... import data, evaluate, protocol, store
 from ...atomic import atomic_output
 from .. import attribution_methods as am
-from .cost import probe_training_cost
 from .external import load_external
+from .frontier import describe, record as frontier_record
 from .figures import plot
 from .methods import Context, network_rows
 from .peers import peer_rows
@@ -29,7 +30,7 @@ from .table import Row, datamodel_rows, empirical_influence_rows, headline, scor
 log = logging.getLogger(__name__)
 
 
-def run(fit_info_path: str, curve_path: str, metrics_path: str, evaluation_per_target_path: str, eval_path: str, info_path: str, data_path: str, alpha: float, settings: dict, recipe: dict, seed: int,
+def run(fit_info_path: str, train_integrity_path: str, curve_path: str, metrics_path: str, evaluation_per_target_path: str, eval_path: str, info_path: str, data_path: str, alpha: float, settings: dict, recipe: dict, seed: int,
         threads: int, table_path: str, per_target_path: str, summary_path: str, figure_path: str) -> None:
     """Score every configured attribution method on the held-out models; write the table, summary and figure."""
     import torch
@@ -45,15 +46,17 @@ def run(fit_info_path: str, curve_path: str, metrics_path: str, evaluation_per_t
     held_out = evaluate.read_held_out(eval_path, layout, index)
     externals = [load_external(p, dataset.n_train, dataset.n_targets) for p in settings["external"]]
 
-    per_model = probe_training_cost(recipe, dataset, alpha, seed, settings["cost_probe_models"])
-    log.info("pipeline trainer: %.4f CPU s per model (probe of %d models)", per_model, settings["cost_probe_models"])
+    train_integrity = json.loads(Path(train_integrity_path).read_text())
+    training = train_integrity.get("training", {})
+    log.info("training models: %s CPU s for %s models, measured by the train chunks", training.get("cpu_seconds"),
+             training.get("models_trained"))
     fit_info = json.loads(Path(fit_info_path).read_text())
-    fit_seconds = float(sum(fit_info.get("seconds", {}).values()))
+    fit_cpu_seconds = fit_info.get("cpu_seconds")
     curve = json.loads(Path(curve_path).read_text())
     metrics = json.loads(Path(metrics_path).read_text())
     per_target = pq.read_table(evaluation_per_target_path, columns=["lds", "baseline_lds"]).to_pydict()
-    rows = datamodel_rows(metrics, per_target, fit_seconds, curve, per_model)
-    rows += empirical_influence_rows(metrics, per_target, curve, per_model)
+    rows = datamodel_rows(metrics, per_target, fit_cpu_seconds, curve, train_integrity)
+    rows += empirical_influence_rows(metrics, per_target, curve, train_integrity)
 
     details: dict = {}
     ctx = Context(dataset, protocol.learner(recipe), seed, alpha)
@@ -76,14 +79,17 @@ def run(fit_info_path: str, curve_path: str, metrics_path: str, evaluation_per_t
         "n_train_models": metrics["n_train_models"], "learner": learner, "headline": headline(rows),
         "rows": [r.record() for r in rows],
         "skipped": {r.method: r.note for r in rows if r.lds is None},
-        "training_cpu_seconds_per_model_probe": per_model, "fit_seconds": fit_seconds, "details": details,
+        "frontier": frontier_record(rows),
+        "training_cpu_seconds": training.get("cpu_seconds"), "fit_cpu_seconds": fit_cpu_seconds, "details": details,
         "settings": settings, "seconds": round(time.perf_counter() - wall, 1),
         "cpu_seconds": round(time.process_time(), 1),
     }
     with atomic_output(summary_path) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2) + "\n")
-    plot(rows, alpha, figure_path)
+    plot(rows, alpha, summary["frontier"], figure_path)
     for method, h in summary["headline"].items():
         log.info("%-28s LDS %s with %d models, %s CPU s (%s)", method,
                  "n/a" if h["lds"] is None else f"{h['lds']:.4f}", h["n_models"], h["cpu_seconds"], h["cost_source"])
+    log.info("best attribution by CPU budget: %s", describe(summary["frontier"]["best_method"], "method"))
+    log.info("datamodels vs TRAK by CPU budget: %s", describe(summary["frontier"]["datamodels_vs_trak_winner"]))
     log.info("attribution (alpha=%s): %d rows in %.0f s", alpha, len(rows), summary["seconds"])

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ... import evaluate
+from ... import evaluate, store
 from ...atomic import atomic_output
 
 
@@ -65,37 +65,73 @@ def evaluated_row(row: Row, summary: dict, per_target: np.ndarray) -> Row:
     return row
 
 
-def datamodel_rows(metrics: dict, per_target: dict, fit_seconds: float, curve: dict, per_model: float) -> list[Row]:
-    """The datamodels (the evaluation's LDS on the held-out models) and their learning curve's smaller fits."""
+def training_cost(train_integrity: dict, n_models: int) -> tuple[int, float | None]:
+    """(models trained, measured CPU seconds) of the first ``n_models`` kept training models: the train chunks' own
+    timings, carried by the aggregate's integrity record (``store.training_cost``); None without them."""
+    chunks = train_integrity.get("training", {}).get("chunks")
+    if not chunks:
+        return n_models, None
+    cost = store.training_cost(chunks, n_models, train_integrity.get("diverged_model_ids", ()))
+    return cost["models_trained"], cost["cpu_seconds"]
+
+
+def _plus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else float(a) + float(b)
+
+
+def _source(cpu_seconds: float | None) -> str:
+    return "measured" if cpu_seconds is not None else "unknown"
+
+
+def datamodel_rows(metrics: dict, per_target: dict, fit_cpu_seconds: float | None, curve: dict,
+                   train_integrity: dict) -> list[Row]:
+    """The datamodels (the evaluation's LDS on the held-out models) and their learning curve's smaller fits.
+
+    Cost: the measured training CPU of the models fit on (the train chunks' timings) plus the measured CPU of
+    the fit (``fit.json``'s ``cpu_seconds``; a learning-curve point's own ``fit_cpu_seconds``).
+    """
     n_train_models = metrics["n_train_models"]
     rows = []
     for point in curve.get("points", []):
         if point["n_models"] >= n_train_models:
             continue
-        rows.append(Row("datamodels", point["n_models"], lds=point["lds"], models_trained=point["n_models"],
-                        cpu_seconds=point["n_models"] * per_model + fit_seconds,
-                        cpu_seconds_training=point["n_models"] * per_model, cost_source="estimated",
-                        train_set="subsets", note="learning_curve.json (LDS only); fit seconds of the full fit"))
-    full = Row("datamodels", n_train_models, models_trained=n_train_models,
-               cpu_seconds=n_train_models * per_model + fit_seconds, cpu_seconds_training=n_train_models * per_model,
-               cost_source="estimated", train_set="subsets",
-               note="training: models x probed CPU s per model; fit: fit.json seconds; LDS: metrics.json")
+        trained, training = training_cost(train_integrity, point["n_models"])
+        cpu = _plus(training, point.get("fit_cpu_seconds"))
+        rows.append(Row("datamodels", point["n_models"], lds=point["lds"], models_trained=trained,
+                        cpu_seconds=cpu, cpu_seconds_training=training, cost_source=_source(cpu),
+                        train_set="subsets", note="LDS: learning_curve.json; training: the train chunks' CPU s; "
+                                                  "fit: the point's fit_cpu_seconds"))
+    trained, training = training_cost(train_integrity, n_train_models)
+    cpu = _plus(training, fit_cpu_seconds)
+    full = Row("datamodels", n_train_models, models_trained=trained, cpu_seconds=cpu, cpu_seconds_training=training,
+               cost_source=_source(cpu), train_set="subsets",
+               note="LDS: metrics.json; training: the train chunks' CPU s; fit: fit.json cpu_seconds")
     rows.append(evaluated_row(full, metrics, per_target["lds"]))
     return rows
 
 
-def empirical_influence_rows(metrics: dict, per_target: dict, curve: dict, per_model: float) -> list[Row]:
-    """Empirical influence from all training models (the evaluation's baseline) and the learning curve's smaller sets."""
+def empirical_influence_rows(metrics: dict, per_target: dict, curve: dict, train_integrity: dict) -> list[Row]:
+    """Empirical influence from all training models (the evaluation's baseline) and the learning curve's smaller sets.
+
+    Cost: the measured training CPU of the models plus the measured CPU of the difference of means.
+    """
     n_train_models = metrics["n_train_models"]
-    rows = [Row("empirical_influence", p["n_models"], lds=p["baseline_lds"], models_trained=p["n_models"],
-                cpu_seconds=p["n_models"] * per_model, cpu_seconds_training=p["n_models"] * per_model,
-                cost_source="estimated", train_set="subsets", note="learning_curve.json (LDS only)")
-            for p in curve.get("points", []) if p["n_models"] < n_train_models and p.get("baseline_lds") is not None]
+    rows = []
+    for p in curve.get("points", []):
+        if p["n_models"] >= n_train_models or p.get("baseline_lds") is None:
+            continue
+        trained, training = training_cost(train_integrity, p["n_models"])
+        cpu = _plus(training, p.get("baseline_cpu_seconds"))
+        rows.append(Row("empirical_influence", p["n_models"], lds=p["baseline_lds"], models_trained=trained,
+                        cpu_seconds=cpu, cpu_seconds_training=training, cost_source=_source(cpu),
+                        train_set="subsets", note="LDS: learning_curve.json; training: the train chunks' CPU s; "
+                                                  "difference of means: the point's baseline_cpu_seconds"))
     baseline = metrics["baseline"]
-    full = Row("empirical_influence", n_train_models, models_trained=n_train_models,
-               cpu_seconds=n_train_models * per_model + baseline["cpu_seconds"],
-               cpu_seconds_training=n_train_models * per_model, cost_source="estimated", train_set="subsets",
-               note="training: models x probed CPU s per model; difference of means: measured by evaluate")
+    trained, training = training_cost(train_integrity, n_train_models)
+    cpu = _plus(training, baseline.get("cpu_seconds"))
+    full = Row("empirical_influence", n_train_models, models_trained=trained, cpu_seconds=cpu,
+               cpu_seconds_training=training, cost_source=_source(cpu), train_set="subsets",
+               note="LDS: metrics.json; training: the train chunks' CPU s; difference of means: measured by evaluate")
     rows.append(evaluated_row(full, baseline, per_target["baseline_lds"]))
     return rows
 
