@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Lasso
 
-from datamodels_pipeline import fit, masks
+from datamodels_pipeline import fit, masks, statistics
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +55,28 @@ def test_write_read_roundtrip(problem, tmp_path):
     back = fit.read(tmp_path / "d.parquet", tmp_path / "f.parquet")
     for field in ("weight", "bias", "weight_std", "bias_std", "lam", "mu", "sigma", "n_models", "target_train_index"):
         np.testing.assert_array_equal(getattr(back, field), getattr(dm, field))
+
+
+def test_few_models_on_rows_is_the_same_lasso():
+    """Fewer models than half the features (the learning curve's small prefixes): every target fit on the rows
+    gives the covariance form's datamodels, and scikit-learn's lasso at the chosen lambda."""
+    n, p = 90, 200
+    mask = masks.to_mask(masks.draw_subsets(1, "train", 0.5, range(n), p), p)
+    generator = np.random.default_rng(1)
+    w_true = np.zeros((p, 3))
+    w_true[:4] = generator.normal(size=(4, 3))
+    y = (mask @ w_true + generator.normal(scale=0.3, size=(n, 3))).astype(np.float32)
+    index = np.array([-1, -1, 7])
+    settings = fit.FitSettings(n_lambdas=12, lambda_eps=1e-2, val_fraction=0.2, tol=1e-7, max_iter=20000)
+    is_val = statistics.validation_rows(n, 0.2, 0, 0.5)
+    stats = statistics.from_arrays(mask, y, index, is_val, {"alpha": 0.5, "seed": 0, "val_fraction": 0.2, "n": n})
+    on_rows, _ = fit.fit_targets(stats, settings, rows=lambda: (mask, y), few_models_on_rows=True)
+    on_sums, _ = fit.fit_targets(stats, settings, rows=lambda: (mask, y))
+    np.testing.assert_array_equal(on_rows["best_k"], on_sums["best_k"])
+    np.testing.assert_allclose(on_rows["w"], on_sums["w"], atol=2e-3)
+    np.testing.assert_allclose(on_rows["b"], on_sums["b"], atol=2e-3)
+    mu, sigma = fit.standardization(stats.all.xsum, stats.all.n)
+    z = (mask - mu) / sigma
+    for t in range(2):  # the test targets: every row
+        reference = Lasso(alpha=float(on_rows["lam"][t]), tol=1e-10, max_iter=100_000).fit(z, y[:, t])
+        np.testing.assert_allclose(on_rows["w"][:, t], reference.coef_, atol=3e-3)

@@ -203,13 +203,16 @@ def _lambda_path(make_fit, make_val, make_all, settings: FitSettings, device: to
 Rows = tuple[np.ndarray, np.ndarray]  # (bool masks [n, p], outputs [n, T]) of every training model, row order
 
 
-def fit_targets(stats: statistics.Statistics, settings: FitSettings, rows: Callable[[], Rows] | None = None
-                ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def fit_targets(stats: statistics.Statistics, settings: FitSettings, rows: Callable[[], Rows] | None = None,
+                few_models_on_rows: bool = False) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Fit the datamodels of the targets in ``stats`` (all of a run's, or one block's).
 
     Test targets, and training-example targets with ``train_targets: shared_gram``, are fit from
     the sums alone. With ``train_targets: exact`` a training-example target is fit on the rows
     that exclude it, which needs ``rows()`` (every model's mask and the block's outputs, in memory).
+    ``few_models_on_rows``: when the models are fewer than half the features, every target is fit on the rows
+    (the same lasso; a product costs ``2 n p`` instead of ``p^2`` per target, and the rows take less memory than
+    the covariance), as the learning curve's small prefixes are.
     Returns per-target arrays (standardised units) and seconds per group.
     """
     device = devices.resolve(settings.device)
@@ -223,12 +226,13 @@ def fit_targets(stats: statistics.Statistics, settings: FitSettings, rows: Calla
     exact = settings.train_targets == "exact"
     groups = {"test": np.flatnonzero(index < 0) if exact else np.arange(n_targets),
               "train": np.flatnonzero(index >= 0) if exact else np.zeros(0, np.int64)}
+    on_rows = few_models_on_rows and rows is not None and 2 * stats.all.n < len(mu)
     timings = {}
     for name, targets in groups.items():
         if len(targets) == 0:
             continue
         start = time.perf_counter()
-        if name == "test":
+        if name == "test" and not on_rows:
             part = stats.targets(targets)
             own = part.target_train_index
             group = _lambda_path(lambda: _SumsProblem(part.fit, own, mu, sigma, device),
@@ -247,14 +251,18 @@ def fit_targets(stats: statistics.Statistics, settings: FitSettings, rows: Calla
 
 def _exact_group(rows: Callable[[], Rows], stats: statistics.Statistics, targets: np.ndarray, mu: np.ndarray,
                  sigma: np.ndarray, settings: FitSettings, device: torch.device) -> dict[str, torch.Tensor]:
-    """Training-example targets on their own rows; memory ``4 n (p + T)`` bytes for n models (dense)."""
+    """Targets on their rows (a training example's: those that exclude it; a test target's: all); memory
+    ``4 n (p + T)`` bytes for n models (dense)."""
     mask, outputs = rows()
     n_total = stats.meta.get("n_models_total", len(mask))  # a prefix's validation rows: the full run's, cut
     is_val = statistics.validation_rows(n_total, stats.meta["val_fraction"], stats.meta["seed"],
                                         stats.meta["alpha"])[: len(mask)]
     z = torch.from_numpy((mask - mu) / sigma).to(device=device, dtype=torch.float32)
     y = torch.as_tensor(np.asarray(outputs[:, targets], dtype=np.float32), device=device)
-    keep = ~torch.from_numpy(mask[:, stats.target_train_index[targets]]).to(device)
+    own = stats.target_train_index[targets]
+    keep = torch.ones((len(mask), len(targets)), dtype=torch.bool, device=device)
+    trains = np.flatnonzero(own >= 0)
+    keep[:, trains] = ~torch.from_numpy(mask[:, own[trains]]).to(device)
     fit_rows = torch.from_numpy(np.flatnonzero(~is_val)).to(device)
     val_rows = torch.from_numpy(np.flatnonzero(is_val)).to(device)
     return _lambda_path(lambda: _RowsProblem(z[fit_rows], y[fit_rows], keep[fit_rows]),

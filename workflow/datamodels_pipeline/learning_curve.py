@@ -44,7 +44,7 @@ def fit_prefix(folder: Path, train_path: str, layout: store.Layout, rows: int, s
     for number in range(fit.n_blocks(n_targets, settings.targets_per_job)):
         block = fit.block_targets(n_targets, settings.targets_per_job, number)
         stats = statistics.load(folder, targets=block)
-        result, _ = fit.fit_targets(stats, settings, rows=prefix_rows)
+        result, _ = fit.fit_targets(stats, settings, rows=prefix_rows, few_models_on_rows=True)
         parts.append(result)
     result = {key: np.concatenate([part[key] for part in parts], axis=-1) for key in parts[0]}
     mu, sigma = fit.standardization(shared.all.xsum, shared.all.n)
