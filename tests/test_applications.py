@@ -157,7 +157,8 @@ def test_retrained_margins_do_not_depend_on_the_other_removal_sets():
 def test_config_defaults_and_removal_sizes():
     base = {"run": "x", "seed": 0, "data": {"name": "digits", "n_train": 300},
             "model": {"name": "mlp"}, "subsets": {"alphas": [0.5], "n_models": 20, "n_eval_models": 5,
-                                                  "models_per_chunk": 10}}
+                                                  "models_per_chunk": 10},
+            "evaluate": {"learning_curve": [1.0]}}  # 20 models: too few for the default curve
     filled = config.validate(base)
     first = ("counterfactuals", "brittleness", "similar_examples", "embeddings", "leakage")
     assert {name: filled["applications"][name] for name in first} == {

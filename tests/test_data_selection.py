@@ -216,7 +216,8 @@ def test_run_rejects_bad_settings_naming_the_key(tmp_path):
 def test_config_defaults_and_schema_bounds():
     base = {"run": "x", "seed": 0, "data": {"name": "digits", "n_train": 300},
             "model": {"name": "mlp"}, "subsets": {"alphas": [0.5], "n_models": 20, "n_eval_models": 5,
-                                                  "models_per_chunk": 10}}
+                                                  "models_per_chunk": 10},
+            "evaluate": {"learning_curve": [1.0]}}  # 20 models: too few for the default curve
     filled = config.validate(base)
     assert filled["applications"]["data_selection"] == {
         "fractions": [0.125, 0.25, 0.5, 0.75], "target_class": None, "holdout_fraction": 0.5, "n_seeds": 10,

@@ -163,6 +163,7 @@ def test_interventions_leave_removed_training_targets_out_of_the_groups():
 BASE = {"run": "x", "seed": 0, "data": {"name": "digits", "n_train": 100, "n_test": 50},
         "model": {"name": "mlp"}, "subsets": {"alphas": [0.5], "n_models": 20, "n_eval_models": 5,
                                               "models_per_chunk": 10},
+        "evaluate": {"learning_curve": [1.0]},  # 20 models: too few for the default curve
         "applications": {"counterfactuals": {"k": [5]}, "backdoor": {"sizes": [20, 40]}, "unlearning": {"n_retain": 20}}}
 
 
