@@ -18,7 +18,7 @@ from workflow_helpers import REFERENCE_TARGETS, RUN, copy_workflow, snakemake, t
 
 REPO = Path(__file__).resolve().parents[1]
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)  # two workers on two cores: one thread each (workflow runs set their own threads)
+    torch.set_num_threads(1)  # several workers on two cores: one thread each (workflow jobs: --max-threads 1)
 
 
 def run_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:

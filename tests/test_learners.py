@@ -9,7 +9,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -464,7 +463,7 @@ WORKFLOW_LEARNERS = {
     "custom": {"model": {"entry_point": SKLEARN_ENTRY_POINT, "options": {"max_iter": 100}}, "train": {"device": "cpu"}},
     # The package's example of a user's own nn.Module: it gets unlearning and every attribution method too.
     "own-torch-model": {"model": {"name": "custom", "entry_point": OWN_TORCH_ENTRY_POINT,
-                                  "options": {"hidden": 32, "epochs": 8, "batch_size": 32, "lr": 0.1}},
+                                  "options": {"hidden": 32, "epochs": 4, "batch_size": 32, "lr": 0.1}},
                         "train": {"device": "cpu"}},
 }
 NETWORK_APPLICATIONS = {"own-torch-model": ["unlearning", "attribution"]}
@@ -483,10 +482,11 @@ def write_own_data(path: Path, roll: int = 0) -> None:
 
 
 def reduced(name: str, own_data: Path, **train: object) -> Callable[[dict], None]:
-    """The smoke config with 40 + 20 models and a one-point learning curve, with the learner ``name``: digits' test
-    targets at one alpha, except for logistic, which reads the .npz file ``own_data`` (n_train 200, n_test 60,
-    targets both) at two alphas (the one run of several alphas in the tests), and cnn, which reads tiny CIFAR-2
-    files in torchvision's format (80 training and 30 test cats and dogs, targets both; see ``learner_workdir``)."""
+    """The smoke config with 40 + 20 models (a chunk each) and a one-point learning curve, with the learner ``name``:
+    digits' test targets at one alpha, except for logistic, which reads the .npz file ``own_data`` (n_train 200,
+    n_test 60, targets both) at two alphas (the one run of several alphas in the tests), and cnn, which reads tiny
+    CIFAR-2 files in torchvision's format (80 training and 30 test cats and dogs of random pixels, targets both; see
+    ``learner_workdir``), for two epochs."""
 
     def edit(config: dict) -> None:
         config["run"] = f"learner-{name}"
@@ -500,7 +500,9 @@ def reduced(name: str, own_data: Path, **train: object) -> Callable[[dict], None
             del config["applications"]["unlearning"]["forget_class"]  # the smoke config's 8: auto, a class of CIFAR-2
         config["model"] = {"name": model_name(name), **WORKFLOW_LEARNERS[name]["model"]}
         config["train"] = {**WORKFLOW_LEARNERS[name].get("train", config["train"]), **train}
-        config["subsets"].update(alphas=ALPHAS[name], n_models=40, n_eval_models=20, models_per_chunk=20)
+        if name == "cnn":
+            config["train"]["epochs"] = 2
+        config["subsets"].update(alphas=ALPHAS[name], n_models=40, n_eval_models=20, models_per_chunk=40)
         config["fit"]["targets_per_job"] = 1000  # one fit job
         config["evaluate"].update(learning_curve=[1.0], seeds_per_mask=1)  # no repeated held-out models
         # The counterfactuals retrain with the learner: 1 + 2 x 1 x 3 removal sets, one seed each (the smoke run
@@ -568,16 +570,11 @@ def learner_workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def learner_runs(learner_workdir: Path) -> dict[str, Path]:
-    """Runs the reduced DAG once per learner, the four at once (their outputs are disjoint, so Snakemake's locks let
-    them share the folder; their jobs are one-threaded and mostly start-up, which overlaps); returns each learner's
-    config file."""
-    configs = {name: write_config(learner_workdir, f"learner-{name}", reduced(name, learner_workdir / "own.npz"))
-               for name in WORKFLOW_LEARNERS}
-    with ThreadPoolExecutor(len(configs)) as pool:
-        runs = [pool.submit(snakemake, learner_workdir, "--show-failed-logs", *targets(f"learner-{name}"),
-                            configfile=config) for name, config in configs.items()]
-        for run in runs:
-            run.result()
+    """Runs the reduced DAG once per learner; returns each learner's config file."""
+    configs = {}
+    for name in WORKFLOW_LEARNERS:
+        configs[name] = write_config(learner_workdir, f"learner-{name}", reduced(name, learner_workdir / "own.npz"))
+        snakemake(learner_workdir, "--show-failed-logs", *targets(f"learner-{name}"), configfile=configs[name])
     return configs
 
 
@@ -595,15 +592,15 @@ def test_smoke_dag_runs_with_the_learner(learner_workdir: Path, learner_runs: di
     counterfactuals = json.loads((base / f"applications/counterfactuals/alpha={ALPHA:g}/summary.json").read_text())
     n_sets = COUNTERFACTUALS["n_targets"] * len(COUNTERFACTUALS["k"]) * 3
     assert counterfactuals["n_models_trained"] == COUNTERFACTUALS["n_seeds"] * (1 + n_sets)
-    log = (base / f"logs/train_chunk/alpha={ALPHA:g}/train/chunk-1.log").read_text()
-    assert "20 models in" in log and f", {model_name(name)} on cpu" in log
+    log = (base / f"logs/train_chunk/alpha={ALPHA:g}/train/chunk-0.log").read_text()
+    assert "40 models in" in log and f", {model_name(name)} on cpu" in log
 
     # The stored margins are those of the learner, recomputed here from the stored data and masks (the last alpha's).
     config = validate(yaml.safe_load(learner_runs[name].read_text()))
     dataset = data.load(base / "data/dataset.npz")
     info = json.loads((base / "data/dataset.json").read_text())
     alpha = ALPHAS[name][-1]
-    stored = store.read_models(base / f"models/alpha={alpha:g}/train/chunk-1.parquet", store.layout_for(info, alpha))
+    stored = store.read_models(base / f"models/alpha={alpha:g}/train/chunk-0.parquet", store.layout_for(info, alpha))
     seeds = [int_seed(config["seed"], Stream.TRAIN_MODEL, alpha, int(i)) for i in stored.model_id]
     again = learners.train({"model": config["model"], "train": config["train"]}, dataset.x_train, dataset.y_train,
                            masks.to_subsets(stored.mask), seeds, dataset.x_targets, dataset.y_targets,
@@ -669,7 +666,7 @@ def test_editing_a_learner_retrains_only_its_runs(learner_workdir: Path, learner
             assert plan(retrained) == {}, module
             path.write_text(original + "\n_EDIT = 1\n")
             jobs = plan(retrained)
-            assert jobs["train_chunk"] == 3 and jobs["counterfactuals"] == 1, (module, jobs)
+            assert jobs["train_chunk"] == 2 and jobs["counterfactuals"] == 1, (module, jobs)
             assert plan(untouched) == {}, module
         finally:
             path.write_text(original)
