@@ -83,6 +83,34 @@ def _source(cpu_seconds: float | None) -> str:
     return "measured" if cpu_seconds is not None else "unknown"
 
 
+def _measured_rows(method: str, curve: dict, n_train_models: int, train_integrity: dict, lds_key: str, cost_key: str,
+                   computed: str) -> list[Row]:
+    """A method's rows at the learning curve's smaller sets of models (``lds_key`` and ``cost_key`` of each point):
+    the measured training CPU of those models plus the point's measured CPU of ``computed``."""
+    rows = []
+    for point in curve.get("points", []):
+        if point["n_models"] >= n_train_models or point.get(lds_key) is None:
+            continue
+        trained, training = training_cost(train_integrity, point["n_models"])
+        cpu = _plus(training, point.get(cost_key))
+        rows.append(Row(method, point["n_models"], lds=point[lds_key], models_trained=trained, cpu_seconds=cpu,
+                        cpu_seconds_training=training, cost_source=_source(cpu), train_set="subsets",
+                        note=f"LDS: learning_curve.json; training: the train chunks' CPU s; {computed}: the point's "
+                             f"{cost_key}"))
+    return rows
+
+
+def _evaluated_full_row(method: str, n_train_models: int, train_integrity: dict, cost: float | None,
+                        evaluated: dict, per_target, computed: str) -> Row:
+    """A method's row at every training model: the evaluation's numbers, the training CPU plus ``cost``."""
+    trained, training = training_cost(train_integrity, n_train_models)
+    cpu = _plus(training, cost)
+    full = Row(method, n_train_models, models_trained=trained, cpu_seconds=cpu, cpu_seconds_training=training,
+               cost_source=_source(cpu), train_set="subsets",
+               note=f"LDS: metrics.json; training: the train chunks' CPU s; {computed}")
+    return evaluated_row(full, evaluated, per_target)
+
+
 def datamodel_rows(metrics: dict, per_target: dict, fit_cpu_seconds: float | None, curve: dict,
                    train_integrity: dict) -> list[Row]:
     """The datamodels (the evaluation's LDS on the held-out models) and their learning curve's smaller fits.
@@ -90,24 +118,10 @@ def datamodel_rows(metrics: dict, per_target: dict, fit_cpu_seconds: float | Non
     Cost: the measured training CPU of the models fit on (the train chunks' timings) plus the measured CPU of
     the fit (``fit.json``'s ``cpu_seconds``; a learning-curve point's own ``fit_cpu_seconds``).
     """
-    n_train_models = metrics["n_train_models"]
-    rows = []
-    for point in curve.get("points", []):
-        if point["n_models"] >= n_train_models:
-            continue
-        trained, training = training_cost(train_integrity, point["n_models"])
-        cpu = _plus(training, point.get("fit_cpu_seconds"))
-        rows.append(Row("datamodels", point["n_models"], lds=point["lds"], models_trained=trained,
-                        cpu_seconds=cpu, cpu_seconds_training=training, cost_source=_source(cpu),
-                        train_set="subsets", note="LDS: learning_curve.json; training: the train chunks' CPU s; "
-                                                  "fit: the point's fit_cpu_seconds"))
-    trained, training = training_cost(train_integrity, n_train_models)
-    cpu = _plus(training, fit_cpu_seconds)
-    full = Row("datamodels", n_train_models, models_trained=trained, cpu_seconds=cpu, cpu_seconds_training=training,
-               cost_source=_source(cpu), train_set="subsets",
-               note="LDS: metrics.json; training: the train chunks' CPU s; fit: fit.json cpu_seconds")
-    rows.append(evaluated_row(full, metrics, per_target["lds"]))
-    return rows
+    n = metrics["n_train_models"]
+    return [*_measured_rows("datamodels", curve, n, train_integrity, "lds", "fit_cpu_seconds", "fit"),
+            _evaluated_full_row("datamodels", n, train_integrity, fit_cpu_seconds, metrics, per_target["lds"],
+                                "fit: fit.json cpu_seconds")]
 
 
 def empirical_influence_rows(metrics: dict, per_target: dict, curve: dict, train_integrity: dict) -> list[Row]:
@@ -115,25 +129,11 @@ def empirical_influence_rows(metrics: dict, per_target: dict, curve: dict, train
 
     Cost: the measured training CPU of the models plus the measured CPU of the difference of means.
     """
-    n_train_models = metrics["n_train_models"]
-    rows = []
-    for p in curve.get("points", []):
-        if p["n_models"] >= n_train_models or p.get("baseline_lds") is None:
-            continue
-        trained, training = training_cost(train_integrity, p["n_models"])
-        cpu = _plus(training, p.get("baseline_cpu_seconds"))
-        rows.append(Row("empirical_influence", p["n_models"], lds=p["baseline_lds"], models_trained=trained,
-                        cpu_seconds=cpu, cpu_seconds_training=training, cost_source=_source(cpu),
-                        train_set="subsets", note="LDS: learning_curve.json; training: the train chunks' CPU s; "
-                                                  "difference of means: the point's baseline_cpu_seconds"))
-    baseline = metrics["baseline"]
-    trained, training = training_cost(train_integrity, n_train_models)
-    cpu = _plus(training, baseline.get("cpu_seconds"))
-    full = Row("empirical_influence", n_train_models, models_trained=trained, cpu_seconds=cpu,
-               cpu_seconds_training=training, cost_source=_source(cpu), train_set="subsets",
-               note="LDS: metrics.json; training: the train chunks' CPU s; difference of means: measured by evaluate")
-    rows.append(evaluated_row(full, baseline, per_target["baseline_lds"]))
-    return rows
+    n, baseline = metrics["n_train_models"], metrics["baseline"]
+    return [*_measured_rows("empirical_influence", curve, n, train_integrity, "baseline_lds", "baseline_cpu_seconds",
+                            "difference of means"),
+            _evaluated_full_row("empirical_influence", n, train_integrity, baseline.get("cpu_seconds"), baseline,
+                                per_target["baseline_lds"], "difference of means: measured by evaluate")]
 
 
 def headline(rows: Sequence[Row]) -> dict:
