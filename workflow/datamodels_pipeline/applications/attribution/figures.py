@@ -6,6 +6,7 @@ matplotlib is imported inside :func:`plot` (through ``plots``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -71,9 +72,9 @@ def plot(rows: Sequence[Row], alpha: float, frontier: dict, path: str) -> None:
                 if seg[key] == "trak":  # the TRAK variant on the frontier, else the first TRAK colour
                     colour = next((c for n, c in by_name.items() if n.startswith("trak")), colour)
                 strip.axvspan(start, stop, ymin=1 - (lane + 1) / 2 + 0.05, ymax=1 - lane / 2 - 0.05, color=colour)
-                if stop / start > 2.2:
-                    strip.text((start * stop) ** 0.5, 1.5 - lane, _label(seg[key]) if seg[key] else "neither",
-                               ha="center", va="center", fontsize=6.5)
+                text = _label(seg[key]).split(" (")[0] if seg[key] else "neither"  # the colour tells the variant
+                if math.log10(stop / start) > 0.06 * len(text) + 0.1:  # it fits (a character: ~0.06 decade)
+                    strip.text((start * stop) ** 0.5, 1.5 - lane, text, ha="center", va="center", fontsize=6.5)
         strip.set(ylim=(0, 2), yticks=[1.5, 0.5], yticklabels=[t for t, _, _ in lanes])
         strip.tick_params(axis="y", labelsize=7, length=0)
     axes[0].set(xscale="log", xlabel="models trained", ylabel="LDS on held-out models (mean per-target Spearman)",
