@@ -41,11 +41,6 @@ def _module_name(path: Path, root: Path = ROOT) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imported_names(path: Path, root: Path = ROOT) -> frozenset[str]:
-    """Absolute names of everything ``path`` imports (modules and ``from`` targets, which may be modules)."""
-    return _parsed(path, root)[0]
-
-
 def _parsed(path: Path, root: Path = ROOT) -> tuple[frozenset[str], str]:
     """What ``path`` imports and the SHA-256 of its normalised tree, from one parse per version of the file (a
     workflow's rules share most modules)."""
@@ -91,7 +86,7 @@ def _imported_files(path: Path, root: Path = ROOT) -> tuple[Path, ...]:
 @lru_cache(maxsize=None)
 def _imported_files_cached(path: Path, root: Path, mtime_ns: int, size: int) -> tuple[Path, ...]:
     found = set()
-    for name in _imported_names(path, root):
+    for name in _parsed(path, root)[0]:  # absolute names of its modules and `from` targets
         parts = name.split(".")
         for k in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
             module = _module_file(".".join(parts[:k]), root)
@@ -125,12 +120,6 @@ class _StripDocstrings(ast.NodeTransformer):
         return node
 
     visit_Module = visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _strip
-
-
-def normalised(path: str | Path) -> str:
-    """The module's syntax tree without docstrings, comments and formatting, as text."""
-    tree = _StripDocstrings().visit(ast.parse(Path(path).read_text(), filename=str(path)))
-    return ast.dump(tree, annotate_fields=True, include_attributes=False)
 
 
 def fingerprint(paths: Iterable[str | Path], root: Path = ROOT) -> str:
