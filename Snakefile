@@ -1,6 +1,5 @@
 # Datamodels pipeline: data -> masks -> train chunks -> aggregate -> fit -> evaluate -> report.
 # Every stage is one rule file under workflow/rules and one module of workflow/datamodels_pipeline.
-from snakemake.logging import logger
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -33,27 +32,12 @@ include: "workflow/rules/unlearning.smk"
 include: "workflow/rules/attribution.smk"
 
 
-# The applications this run can have: unlearning and attribution take the trained network apart, so they need a
-# learner that provides it (its declared capabilities, datamodels_pipeline/protocol.py), and ModelDiff needs an
-# algorithm B other than the run's own (applications.modeldiff.other).
-LEFT_OUT = protocol.applications_left_out(config["model"], APPLICATION_RULES)
-if LEFT_OUT:
-    logger.warning(
-        f"rule all leaves out {', '.join(LEFT_OUT)}: they need the trained torch network "
-        f"(capability {sorted(set(LEFT_OUT.values()))}), which model.name {config['model']['name']!r} "
-        f"does not provide (capabilities {sorted(protocol.capabilities(config['model']))})"
-    )
-RUN_APPLICATIONS = [
-    name for name in APPLICATION_RULES if name not in LEFT_OUT and (name != "modeldiff" or MODELDIFF_APPLIES)
-]
-
-
 rule all:
     default_target: True
     input:
         f"{RUN}/summary.md",
-        expand(
+        lambda wildcards: expand(
             f"{RUN}/applications/{{application}}/alpha={{alpha}}/summary.json",
-            application=RUN_APPLICATIONS,
+            application=run_applications(),
             alpha=ALPHAS,
         ),

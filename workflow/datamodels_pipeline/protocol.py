@@ -242,6 +242,13 @@ def applications_left_out(model: dict, applications: Sequence[str]) -> dict[str,
     return {a: APPLICATION_NEEDS[a] for a in applications if a in APPLICATION_NEEDS and APPLICATION_NEEDS[a] not in have}
 
 
+def left_out_message(model: dict, left_out: dict[str, str]) -> str:
+    """The log line of the workflow's default target when it leaves applications out (:func:`applications_left_out`)."""
+    return (f"rule all leaves out {', '.join(left_out)}: they need the trained torch network (capability "
+            f"{sorted(set(left_out.values()))}), which model.name {model['name']!r} does not provide (capabilities "
+            f"{sorted(capabilities(model))})")
+
+
 def require(learner_: Learner, capability: str, application: str) -> None:
     """ValueError naming ``model.name`` when the learner lacks a capability an application needs."""
     if capability not in learner_.capabilities:

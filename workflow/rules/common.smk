@@ -1,10 +1,12 @@
 # Configuration validation and the helpers every rule file uses. Kept cheap and
 # deterministic: cluster jobs re-parse it.
+import functools
 import importlib.util
 import math
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from datamodels_pipeline import codegraph, protocol, sizing
 from datamodels_pipeline.config import ConfigError, n_targets, validate
@@ -136,3 +138,16 @@ def recipe():
 def data_file(wildcards):
     """data.path when data.name is file: editing the user's data reruns the pipeline."""
     return [config["data"]["path"]] if config["data"]["name"] == "file" else []
+
+
+# The applications this run can have: unlearning and attribution take the trained network apart, so they need a
+# learner that provides it (its declared capabilities, datamodels_pipeline/protocol.py), and ModelDiff needs an
+# algorithm B other than the run's own (applications.modeldiff.other). Asked by the default target's input function
+# only, so only where that target is planned: reading the capabilities imports the learner's module (torch), which a
+# run of other targets, and every job of a cluster run (each parses this file again), need not pay for.
+@functools.cache
+def run_applications():
+    left_out = protocol.applications_left_out(config["model"], APPLICATION_RULES)
+    if left_out:
+        logger.warning(protocol.left_out_message(config["model"], left_out))
+    return [name for name in APPLICATION_RULES if name not in left_out and (name != "modeldiff" or MODELDIFF_APPLIES)]
