@@ -114,3 +114,12 @@ def test_importing_the_package_stays_cheap():
             "print(sorted(m for m in ('torch', 'matplotlib', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_reading_datamodels_and_sums_needs_no_torch():
+    """The stages that only read datamodels and the statistics' sums (evaluate, merge_datamodels, a learning curve of
+    the full set) start without torch: the solver (lasso_path) and the statistics pass import it when they run."""
+    code = ("import sys; from datamodels_pipeline import evaluate, fit, learning_curve, statistics; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

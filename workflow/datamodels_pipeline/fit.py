@@ -5,6 +5,10 @@ training models); the bias is unpenalised. Lambda is chosen per target on a
 random validation split of the training models, then the datamodel is refit
 on all training models at that lambda. A target that is itself a training
 example is fit only on models whose subset excludes it (the paper's rule).
+
+The solver (``lasso_path``, on torch) is imported by the functions that fit: reading and writing datamodels and
+merging the fit's blocks need neither, so the stages that only read them (evaluate, merge_datamodels) start without
+torch.
 """
 
 from __future__ import annotations
@@ -19,9 +23,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
-from . import devices, lasso, sizing, statistics, store
+from . import devices, sizing, statistics, store
 from .atomic import atomic_output
 
 log = logging.getLogger(__name__)
@@ -78,128 +81,6 @@ def standardization(xsum: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return mu.astype(np.float32), np.where(sigma > 0, sigma, 1.0).astype(np.float32)
 
 
-MIN_LAMBDAS_BEFORE_STOP = 10  # as in the paper's solver: never stop a target before 10 lambdas
-
-
-class _SumsProblem:
-    """Covariance-form lasso of some targets over one row set, from its sums (``statistics.RowSums``).
-
-    Standardised units ``z = (x - mu) / sigma``, centred over each target's kept rows. The
-    feature covariance is that of every row of the set: exact for a test target; for a
-    training-example target (``shared_gram``) an approximation of the covariance over the rows
-    that exclude it (its output moments and means stay exact; its own feature is fixed at 0).
-    """
-
-    def __init__(self, sums: statistics.RowSums, own: np.ndarray, mu: np.ndarray, sigma: np.ndarray,
-                 device: torch.device):
-        n_kept = np.maximum(sums.n_kept, 1)[:, None]
-        xbar = np.repeat((sums.xsum / max(sums.n, 1))[None, :], len(own), axis=0)  # [T, p]
-        trains = np.flatnonzero(own >= 0)
-        if len(trains):  # the kept rows exclude example j: sum of x over them = xsum - gram[:, j]
-            xbar[trains] = (sums.xsum[None, :] - sums.gram[:, own[trains]].T) / n_kept[trains]
-        ybar = sums.ysum / n_kept[:, 0]
-        to = dict(device=device, dtype=torch.float32)
-        self.xy = torch.as_tensor((sums.xy / n_kept - xbar * ybar[:, None]) / sigma, **to).T.contiguous()  # [p, T]
-        self.yy = torch.as_tensor(sums.yy / n_kept[:, 0] - ybar ** 2, **to).clamp_min(0)
-        self.zbar = torch.as_tensor((xbar - mu) / sigma, **to)  # [T, p]
-        self.ybar = torch.as_tensor(ybar, **to)
-        self.op = lasso.GramOperator(_covariance(sums.gram, sums.xsum, sums.n, sigma, device))
-        self.own = torch.as_tensor(own, device=device)
-
-    def solve(self, targets: torch.Tensor, lam: torch.Tensor, w0: torch.Tensor, settings: FitSettings
-              ) -> tuple[torch.Tensor, torch.Tensor, lasso.SolveInfo]:
-        w, info = lasso.solve(self.op, self.xy[:, targets], self.yy[targets], lam, w0=w0, tol=settings.tol,
-                              max_iter=settings.max_iter)
-        own = self.own[targets]
-        trains = torch.nonzero(own >= 0).squeeze(1)
-        w[own[trains], trains] = 0.0  # the target's own example never varies over its rows
-        return w, self.ybar[targets] - (self.zbar[targets] * w.T).sum(1), info
-
-    def mse(self, targets: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Mean squared error over the rows: w^T C w - 2 w.xy + yy + (mean residual)^2."""
-        quadratic = (self.op.matmul(w) * w).sum(0) - 2 * (self.xy[:, targets] * w).sum(0) + self.yy[targets]
-        residual = (self.zbar[targets] * w.T).sum(1) + b - self.ybar[targets]
-        return quadratic.clamp_min(0) + residual ** 2
-
-
-def _covariance(gram: np.ndarray, xsum: np.ndarray, n: int, sigma: np.ndarray, device: torch.device
-                ) -> torch.Tensor:
-    """Standardised feature covariance ``(gram / n - xbar xbar^T) / (sigma sigma^T)``, float32, built in row
-    blocks of about 32 MB of float64 temporaries."""
-    xbar = np.asarray(xsum, dtype=np.float64) / max(n, 1)
-    block = max(1, 2**22 // gram.shape[0])
-    out = torch.empty(gram.shape, dtype=torch.float32, device=device)
-    for start in range(0, gram.shape[0], block):
-        rows = slice(start, start + block)
-        part = (np.asarray(gram[rows], dtype=np.float64) / max(n, 1) - np.outer(xbar[rows], xbar))
-        out[rows] = torch.as_tensor(part / np.outer(sigma[rows], sigma), dtype=torch.float32)
-    return out
-
-
-class _RowsProblem:
-    """The exact train-target form: target t is fit only on the rows where ``keep[:, t]`` (its example left out)."""
-
-    def __init__(self, z: torch.Tensor, y: torch.Tensor, keep: torch.Tensor, solved: bool = True):
-        """``solved=False``: only scored (the validation rows), which may leave a target without rows."""
-        self.z, self.y, self.keep = z, y, keep
-        if solved:
-            self.op = lasso.MaskedRowsOperator(z, keep)
-            self.xy, self.yy = self.op.moments(y)
-        else:
-            self.yy = torch.zeros(y.shape[1], dtype=y.dtype, device=y.device)
-
-    def solve(self, targets: torch.Tensor, lam: torch.Tensor, w0: torch.Tensor, settings: FitSettings
-              ) -> tuple[torch.Tensor, torch.Tensor, lasso.SolveInfo]:
-        op = self.op.select(targets)
-        w, info = lasso.solve(op, self.xy[:, targets], self.yy[targets], lam, w0=w0, tol=settings.tol,
-                              max_iter=settings.max_iter)
-        return w, op.intercept(self.y[:, targets], w), info
-
-    def mse(self, targets: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        weight = self.keep[:, targets].to(self.y.dtype)
-        error = (self.z @ w + b - self.y[:, targets]) ** 2
-        return (weight * error).sum(0) / weight.sum(0).clamp(min=1)
-
-
-def _lambda_path(make_fit, make_val, make_all, settings: FitSettings, device: torch.device
-                 ) -> dict[str, torch.Tensor]:
-    """Lambda path on the fit rows, selection on the validation rows, refit on all rows at the chosen lambda.
-
-    A target leaves the path once its validation MSE has not improved for
-    ``settings.patience`` lambdas (after at least 10): the rest of its path
-    would only overfit, and it is where the solver converges slowest. The three problems are
-    built by the ``make_*`` callables, the refit's only after the other two are freed (each may
-    hold a [p, p] covariance).
-    """
-    fit_rows, val_rows = make_fit(), make_val()
-    n_targets = fit_rows.yy.shape[0]
-    p = fit_rows.xy.shape[0]
-    lambdas = lasso.lambda_grid(lasso.lambda_max(fit_rows.xy), settings.n_lambdas, settings.lambda_eps)
-    best_mse = torch.full((n_targets,), float("inf"), device=device)
-    best_w = torch.zeros(p, n_targets, device=device)
-    best_k = torch.zeros(n_targets, dtype=torch.long, device=device)
-    since_best = torch.zeros(n_targets, dtype=torch.long, device=device)
-    w_path = torch.zeros_like(best_w)
-    active = torch.arange(n_targets, device=device)
-    for k in range(lambdas.shape[0]):
-        w, b, _ = fit_rows.solve(active, lambdas[k, active], w_path[:, active], settings)
-        w_path[:, active] = w
-        mse = val_rows.mse(active, w, b)
-        better = mse < best_mse[active]
-        improved = active[better]
-        best_mse[improved], best_k[improved], best_w[:, improved] = mse[better], k, w[:, better]
-        since_best[active] = torch.where(better, 0, since_best[active] + 1)
-        if settings.patience and k + 1 >= MIN_LAMBDAS_BEFORE_STOP:
-            active = active[since_best[active] < settings.patience]
-        if active.numel() == 0:
-            break
-    del fit_rows, val_rows
-    lam = lambdas.gather(0, best_k[None, :])[0]
-    full = make_all()
-    w, b, info = full.solve(torch.arange(n_targets, device=device), lam, best_w, settings)
-    return {"w": w, "b": b, "lam": lam, "best_k": best_k, "val_mse": best_mse, "converged": info.converged}
-
-
 Rows = tuple[np.ndarray, np.ndarray]  # (bool masks [n, p], outputs [n, T]) of every training model, row order
 
 
@@ -215,6 +96,8 @@ def fit_targets(stats: statistics.Statistics, settings: FitSettings, rows: Calla
     the covariance), as the learning curve's small prefixes are.
     Returns per-target arrays (standardised units) and seconds per group.
     """
+    from . import lasso_path  # torch: here, not at the top, so that what only reads datamodels starts without it
+
     device = devices.resolve(settings.device)
     mu, sigma = standardization(stats.all.xsum, stats.all.n)
     index = stats.target_train_index
@@ -235,39 +118,19 @@ def fit_targets(stats: statistics.Statistics, settings: FitSettings, rows: Calla
         if name == "test" and not on_rows:
             part = stats.targets(targets)
             own = part.target_train_index
-            group = _lambda_path(lambda: _SumsProblem(part.fit, own, mu, sigma, device),
-                                 lambda: _SumsProblem(part.val, own, mu, sigma, device),
-                                 lambda: _SumsProblem(part.all, own, mu, sigma, device), settings, device)
+            group = lasso_path.lambda_path(lambda: lasso_path.SumsProblem(part.fit, own, mu, sigma, device),
+                                           lambda: lasso_path.SumsProblem(part.val, own, mu, sigma, device),
+                                           lambda: lasso_path.SumsProblem(part.all, own, mu, sigma, device),
+                                           settings, device)
         else:
             if rows is None:
                 raise ValueError("train_targets: exact needs the training models' rows for training-example targets")
-            group = _exact_group(rows, stats, targets, mu, sigma, settings, device)
+            group = lasso_path.exact_group(rows, stats, targets, mu, sigma, settings, device)
         for key, value in group.items():
             result[key][..., targets] = value.cpu().numpy()
         timings[name] = time.perf_counter() - start
         log.info("%s targets: %d fit in %.1f s", name, len(targets), timings[name])
     return result, timings
-
-
-def _exact_group(rows: Callable[[], Rows], stats: statistics.Statistics, targets: np.ndarray, mu: np.ndarray,
-                 sigma: np.ndarray, settings: FitSettings, device: torch.device) -> dict[str, torch.Tensor]:
-    """Targets on their rows (a training example's: those that exclude it; a test target's: all); memory
-    ``4 n (p + T)`` bytes for n models (dense)."""
-    mask, outputs = rows()
-    n_total = stats.meta.get("n_models_total", len(mask))  # a prefix's validation rows: the full run's, cut
-    is_val = statistics.validation_rows(n_total, stats.meta["val_fraction"], stats.meta["seed"],
-                                        stats.meta["alpha"])[: len(mask)]
-    z = torch.from_numpy((mask - mu) / sigma).to(device=device, dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(outputs[:, targets], dtype=np.float32), device=device)
-    own = stats.target_train_index[targets]
-    keep = torch.ones((len(mask), len(targets)), dtype=torch.bool, device=device)
-    trains = np.flatnonzero(own >= 0)
-    keep[:, trains] = ~torch.from_numpy(mask[:, own[trains]]).to(device)
-    fit_rows = torch.from_numpy(np.flatnonzero(~is_val)).to(device)
-    val_rows = torch.from_numpy(np.flatnonzero(is_val)).to(device)
-    return _lambda_path(lambda: _RowsProblem(z[fit_rows], y[fit_rows], keep[fit_rows]),
-                        lambda: _RowsProblem(z[val_rows], y[val_rows], keep[val_rows], solved=False),
-                        lambda: _RowsProblem(z, y, keep), settings, device)
 
 
 def assemble(result: dict[str, np.ndarray], mu: np.ndarray, sigma: np.ndarray, target_train_index: np.ndarray
@@ -387,6 +250,8 @@ def run_block(statistics_path: str, models_path: str, info_path: str, alpha: flo
     with ``train_targets: exact`` and training-example targets in the block, also every model's dense
     mask and outputs (``n (p + 4 T)`` bytes).
     """
+    import torch  # see fit_targets
+
     torch.set_num_threads(max(1, threads))
     sizing.return_freed_memory()
     settings = FitSettings.from_config(settings)

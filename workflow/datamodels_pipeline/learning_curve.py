@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import data, evaluate, fit, plots, sizing, statistics, store
 from .atomic import atomic_output
@@ -55,7 +54,6 @@ def run(statistics_path: str, train_path: str, eval_path: str, info_path: str, d
         alpha: float, fractions: list[float], settings: dict, threads: int, curve_path: str, plot_path: str) -> None:
     """Fit on each fraction of the training models (the full set is read from the main evaluation)."""
     sizing.return_freed_memory()
-    torch.set_num_threads(max(1, threads))
     settings = fit.FitSettings.from_config(settings)
     info = json.loads(Path(info_path).read_text())
     layout = store.layout_for(info, alpha)
@@ -64,6 +62,10 @@ def run(statistics_path: str, train_path: str, eval_path: str, info_path: str, d
     full = json.loads(Path(metrics_path).read_text())
     n = full["n_train_models"]
     folders = dict(statistics.prefixes(statistics_path))
+    if any(max(2, int(round(fraction * n))) < n for fraction in fractions):  # a prefix to fit: the solver's threads
+        import torch  # (a curve of the full set only reads the evaluation and starts without torch)
+
+        torch.set_num_threads(max(1, threads))
     points = []
     for fraction in sorted(set(fractions)):
         rows = max(2, int(round(fraction * n)))

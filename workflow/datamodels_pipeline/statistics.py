@@ -28,15 +28,18 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import torch
 
 from . import data, devices, sizing, store
 from .atomic import atomic_directory
 from .seeding import Stream, rng
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,8 @@ class _Accumulator:
     """Running sums of one row set, on a torch device."""
 
     def __init__(self, p: int, n_targets: int, device: torch.device):
+        import torch  # the pass's functions import torch; reading the sums (load) needs none
+
         f64 = dict(dtype=torch.float64, device=device)
         self.n = 0
         self.xsum, self.gram = torch.zeros(p, **f64), torch.zeros(p, p, dtype=torch.float32, device=device)
@@ -114,6 +119,8 @@ class _Accumulator:
 
     def add(self, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> None:
         """x float32 [B, p] 0/1; y float64 [B, T]; keep float64 [B, T] 0/1."""
+        import torch
+
         if x.shape[0] == 0:
             return
         self.n += x.shape[0]
@@ -142,6 +149,8 @@ def accumulate(batches: Iterable[Batch], n_train: int, target_train_index: np.nd
     ``is_val`` [n] marks validation rows; ``prefixes`` are row counts, yielded in increasing
     order as the pass reaches them (the last yield is over every row).
     """
+    import torch
+
     device = torch.device(device)
     index = torch.as_tensor(target_train_index, device=device)
     own = torch.nonzero(index >= 0).squeeze(1)
@@ -247,6 +256,8 @@ def prefix_sizes(n: int, fractions: Sequence[float]) -> list[int]:
 def run(models_path: str, info_path: str, data_path: str, alpha: float, val_fraction: float, seed: int,
         fractions: Sequence[float], device: str, threads: int, output_path: str) -> None:
     """Sum the training models of one alpha (and the learning curve's prefixes) in one pass; write the folder."""
+    import torch
+
     torch.set_num_threads(max(1, threads))
     start = time.perf_counter()
     sizing.return_freed_memory()

@@ -1,11 +1,8 @@
 """Snakemake script: score the datamodels of one alpha on held-out models."""
 
-import torch
-
 from datamodels_pipeline import evaluate, runlog
 
 log = runlog.setup(snakemake.log[0])
-torch.set_num_threads(max(1, snakemake.threads))
 evaluate.run(
     datamodels_path=snakemake.input.datamodels,
     statistics_path=snakemake.input.statistics,
