@@ -14,7 +14,7 @@ from filelock import FileLock
 
 from datamodels_pipeline import masks, store
 
-from workflow_helpers import REFERENCE_TARGETS, RUN, copy_workflow, snakemake, tiny, write_config
+from workflow_helpers import CORE_TARGETS, RUN, copy_workflow, snakemake, tiny_coarse, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -50,12 +50,12 @@ def _smoke_run(workdir: Path) -> None:
 
 def _tiny_run(workdir: Path) -> None:
     copy_workflow(workdir)
-    snakemake(workdir, *REFERENCE_TARGETS, configfile=write_config(workdir, RUN, tiny))
+    snakemake(workdir, "--show-failed-logs", *CORE_TARGETS, configfile=write_config(workdir, RUN, tiny_coarse))
 
 
 @pytest.fixture(scope="session")
 def tiny_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An uninterrupted local run of the tiny configuration (the MLP learner), up to what
+    """An uninterrupted local run of the tiny configuration in chunks of 40 (the MLP learner), up to what
     ``workflow_helpers.assert_same_results`` compares: the expected results of the resume and SLURM tests, which
     only read it."""
     return run_once(tmp_path_factory, "tiny-reference", _tiny_run)

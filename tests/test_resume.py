@@ -1,8 +1,8 @@
 """Surviving kills and failures: finished chunks are kept and reused, broken ones are redone or named.
 
 Each test runs the tiny one-alpha configuration (``workflow_helpers.tiny``) through snakemake in a subprocess
-(local executor): four train chunks and one eval chunk of 20 models each, two epochs, a short lambda path. The target is
-the core pipeline's summary (data -> chunks -> aggregate -> fit -> evaluate), where resuming matters.
+(local executor): four train chunks and one eval chunk of 20 models each, two epochs, a short lambda path. The targets
+are the aggregates and the datamodels (data -> chunks -> aggregate -> statistics -> fit), where resuming matters.
 The models are the MLP trained one per call by the test-only learner ``tests/failing_learner.py``,
 which fails the chunks a test asks it to fail; the expected results are those of the batched MLP
 (``tiny_reference`` in conftest.py, shared with the SLURM test), which trains the same models.
@@ -27,14 +27,13 @@ from datamodels_pipeline import store
 from datamodels_pipeline.seeding import Stream, int_seed
 
 from failing_learner import FAIL_ENV
-from workflow_helpers import (ALPHA, CHUNKS, ONE_THREAD, REPO, RUN, assert_same_results, copy_workflow, layout,
-                              one_thread_env, planned_jobs, results, snakemake, tiny, write_config)
+from workflow_helpers import (ALPHA, CHUNKS, CORE_TARGETS, ONE_THREAD, REPO, RUN, assert_same_results, copy_workflow,
+                              layout, one_thread_env, planned_jobs, results, snakemake, tiny, write_config)
 
 pytestmark = pytest.mark.workflow
 
 FAILING = f"alpha={ALPHA}/train/1"  # fails on every attempt
 TRANSIENT = f"alpha={ALPHA}/train/2"  # fails on its first attempt only
-TARGET = f"results/{RUN}/summary.md"
 
 def failing_learner(config: dict) -> None:
     """The tiny configuration with the MLP behind the test-only custom learner that fails on request."""
@@ -69,10 +68,10 @@ def prepare(workdir: Path) -> Path:
     return write_config(workdir, RUN, failing_learner)
 
 
-def run(workdir: Path, *args: str, config: Path, check: bool = True, target: str = TARGET):
-    """snakemake [args] --show-failed-logs <target> in workdir (the target after a flag, so that
-    --configfile, which takes several values, does not swallow it)."""
-    return snakemake(workdir, *args, "--show-failed-logs", target, configfile=config, check=check)
+def run(workdir: Path, *args: str, config: Path, check: bool = True, targets: list[str] = CORE_TARGETS):
+    """snakemake [args] --show-failed-logs <targets> in workdir (the targets after a flag, so that
+    --configfile, which takes several values, does not swallow them)."""
+    return snakemake(workdir, *args, "--show-failed-logs", *targets, configfile=config, check=check)
 
 
 def chunk_path(workdir: Path, split: str, chunk: int) -> Path:
@@ -118,8 +117,8 @@ def finished_outputs(text: str, rule: str) -> set[str]:
 def test_killed_run_resumes_without_retraining_finished_chunks(tmp_path, tiny_reference):
     config = prepare(tmp_path)
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"), "--directory",
-               str(tmp_path), "--cores", "2", *ONE_THREAD, "--workflow-profile", "none", TARGET, "--configfile",
-               str(config)]
+               str(tmp_path), "--cores", "2", *ONE_THREAD, "--workflow-profile", "none", *CORE_TARGETS,
+               "--configfile", str(config)]
     log_path = tmp_path / "killed-run.log"
     aggregate = results(tmp_path) / f"aggregate/alpha={ALPHA}/train.parquet"
     with open(log_path, "w") as log:
@@ -212,14 +211,14 @@ def test_transient_failure_is_retried_and_permanent_failure_names_the_chunk(tmp_
 def test_corrupt_chunk_is_named_at_aggregation(tmp_path):
     config = prepare(tmp_path)
     target = f"results/{RUN}/aggregate/alpha={ALPHA}/eval.parquet"
-    run(tmp_path, config=config, target=target)
+    run(tmp_path, config=config, targets=[target])
     chunk = chunk_path(tmp_path, "eval", 0)
     relative = str(chunk.relative_to(tmp_path))
     original = chunk.read_bytes()
 
     # Truncated (e.g. a copy that stopped half way): the new mtime and checksum make aggregate rerun.
     chunk.write_bytes(original[: len(original) // 2])
-    result = run(tmp_path, config=config, target=target, check=False)
+    result = run(tmp_path, config=config, targets=[target], check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "Error in rule aggregate" in output
@@ -227,7 +226,7 @@ def test_corrupt_chunk_is_named_at_aggregation(tmp_path):
 
     # A foreign Parquet file under a chunk's name.
     pq.write_table(pa.table({"model_id": pa.array([0, 1], pa.int64()), "x": pa.array([0.5, 1.5])}), chunk)
-    result = run(tmp_path, config=config, target=target, check=False)
+    result = run(tmp_path, config=config, targets=[target], check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert re.search(rf"StoreError: \S*{re.escape(relative)}: not a models file of this pipeline", output), output[-3000:]
