@@ -21,6 +21,22 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)  # several workers on two cores: one thread each (workflow jobs: --max-threads 1)
 
 
+# pytest-xdist (pyproject.toml: --dist loadscope --no-loadscope-reorder) hands out scopes of tests, each to one
+# worker, in the order of the test collection: a scope is a test file, or a test class (test_learners.py has one per
+# learner run, so that different workers make the runs at once). The scopes whose runs take longest go first; the
+# rest fill in as workers free up. A worker gets its next scope while two tests of its current one are still to
+# run, so the SLURM test (one test, mostly waiting on its cluster) is followed by short ones.
+FIRST = ["test_workflow.py", "test_learners.py::TestLogisticRun", "test_learners.py::TestOwnTorchModelRun",
+         "test_resume.py", "test_slurm.py", "test_datasets.py", "test_config.py", "test_learners.py::TestCnnRun",
+         "test_learners.py::TestCustomRun", "test_learners.py::TestLearnerEdits", "test_api.py"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {f"tests/{scope}": position for position, scope in enumerate(FIRST)}
+    # xdist's scope of a test: its node id without the last part (test_x.py::test_f[a] -> test_x.py).
+    items.sort(key=lambda item: rank.get(item.nodeid.rsplit("::", 1)[0], len(FIRST)))
+
+
 def run_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
     """``make(workdir)`` once per test session, also across pytest-xdist workers (a file lock in the session's
     common temporary folder: a worker that needs the run while another makes it waits for it)."""

@@ -3,7 +3,9 @@ ResNet-9 follows the paper's recipe, custom entry points load or fail clearly, a
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import json
 import os
 import re
@@ -25,6 +27,7 @@ from datamodels_pipeline.image_training import Augmentation, ImageData, ImageRec
 from datamodels_pipeline.seeding import Stream, int_seed
 
 from test_datasets import write_cifar
+from conftest import run_once
 from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -486,7 +489,7 @@ def reduced(name: str, own_data: Path, **train: object) -> Callable[[dict], None
     digits' test targets at one alpha, except for logistic, which reads the .npz file ``own_data`` (n_train 200,
     n_test 60, targets both) at two alphas (the one run of several alphas in the tests), and cnn, which reads tiny
     CIFAR-2 files in torchvision's format (80 training and 30 test cats and dogs of random pixels, targets both; see
-    ``learner_workdir``), for two epochs."""
+    ``make_learner_run``), for two epochs."""
 
     def edit(config: dict) -> None:
         config["run"] = f"learner-{name}"
@@ -510,6 +513,8 @@ def reduced(name: str, own_data: Path, **train: object) -> Callable[[dict], None
         config["applications"]["counterfactuals"].update(COUNTERFACTUALS)
         # Unlearning's datamodel matching needs train-set datamodels: 40 models (TorchLearner trains one at a time).
         config["applications"]["train_set_datamodels"]["n_models"] = 40
+        # Our attribution methods only: the smoke run has dattri's rows (test_workflow.py).
+        config["applications"]["attribution"]["peers"] = {"libraries": []}
 
     return edit
 
@@ -519,11 +524,14 @@ COUNTERFACTUALS = {"n_targets": 2, "k": [2], "n_seeds": 1}
 
 
 def targets(run: str) -> list[str]:
-    """Everything up to the summary, and the counterfactuals (which retrain with the learner); for a learner that
-    provides its torch network, unlearning and attribution too."""
-    applications = ["counterfactuals", *NETWORK_APPLICATIONS.get(run.removeprefix("learner-"), [])]
-    return [f"results/{run}/summary.md",
-            *(f"results/{run}/applications/{a}/alpha={ALPHA:g}/summary.json" for a in applications)]
+    """The logistic run (two alphas): everything up to the summary; the other runs up to the evaluation (the learning
+    curve and the summary read only the aggregates and the evaluation, whatever the learner). All: the counterfactuals
+    (which retrain with the learner); for a learner that provides its torch network, unlearning and attribution too."""
+    name = run.removeprefix("learner-")
+    applications = ["counterfactuals", *NETWORK_APPLICATIONS.get(name, [])]
+    core = "summary.md" if name == "logistic" else f"evaluation/alpha={ALPHA:g}/metrics.json"
+    return [f"results/{run}/{core}", *(f"results/{run}/applications/{a}/alpha={ALPHA:g}/summary.json"
+                                       for a in applications)]
 
 
 CIFAR_PATCH = '''"""Test only: torchvision's CIFAR loader accepts the tiny test files (not the real md5 sums)."""
@@ -553,42 +561,54 @@ sys.meta_path.insert(0, _PatchCifar())
 '''
 
 
-@pytest.fixture(scope="module")
-def learner_workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The workflow with the user's .npz file (logistic) and tiny CIFAR-10 files in resources/ (cnn, no download;
-    the md5 check is lifted in the Snakemake processes only, by a sitecustomize on their PYTHONPATH)."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("learners"))
-    write_own_data(workdir / "own.npz")
-    write_cifar(workdir / "resources", per_batch=100, n_test=150)  # 100 training and 30 test cats and dogs
+@contextlib.contextmanager
+def learner_env(workdir: Path) -> Iterator[None]:
+    """The Snakemake processes of a run with tiny CIFAR files get the sitecustomize that lifts torchvision's md5 check
+    on their PYTHONPATH (the test files are not the real ones)."""
     patch = workdir / "sitecustomize"
-    patch.mkdir()
-    (patch / "sitecustomize.py").write_text(CIFAR_PATCH)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(patch), os.environ.get("PYTHONPATH")])))
-        yield workdir
+        if patch.exists():
+            monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(patch), os.environ.get("PYTHONPATH")])))
+        yield
 
 
-@pytest.fixture(scope="module")
-def learner_runs(learner_workdir: Path) -> dict[str, Path]:
-    """Runs the reduced DAG once per learner; returns each learner's config file."""
-    configs = {}
-    for name in WORKFLOW_LEARNERS:
-        configs[name] = write_config(learner_workdir, f"learner-{name}", reduced(name, learner_workdir / "own.npz"))
-        snakemake(learner_workdir, "--show-failed-logs", *targets(f"learner-{name}"), configfile=configs[name])
-    return configs
+def make_learner_run(name: str, workdir: Path) -> None:
+    """The workflow in its own folder, with the user's .npz file (logistic) or tiny CIFAR-10 files in resources/ (cnn,
+    no download; the md5 check is lifted in the Snakemake processes only, by a sitecustomize on their PYTHONPATH), and
+    the reduced DAG of the learner run there."""
+    copy_workflow(workdir)
+    write_own_data(workdir / "own.npz")
+    if name == "cnn":
+        write_cifar(workdir / "resources", per_batch=100, n_test=150)  # 100 training and 30 test cats and dogs
+        (workdir / "sitecustomize").mkdir()
+        (workdir / "sitecustomize" / "sitecustomize.py").write_text(CIFAR_PATCH)
+    config = write_config(workdir, f"learner-{name}", reduced(name, workdir / "own.npz"))
+    with learner_env(workdir):
+        snakemake(workdir, "--show-failed-logs", *targets(f"learner-{name}"), configfile=config)
 
 
-@pytest.mark.workflow
-@pytest.mark.parametrize("name", list(WORKFLOW_LEARNERS))
-def test_smoke_dag_runs_with_the_learner(learner_workdir: Path, learner_runs: dict[str, Path], name: str) -> None:
-    base = learner_workdir / "results" / f"learner-{name}"
+@pytest.fixture(scope="session")
+def learner_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``learner_run(name)``: the folder of that learner's run, made once per test session (each run in a folder of
+    its own, so that pytest-xdist workers make them at the same time: one test class per run below)."""
+    return lambda name: run_once(tmp_path_factory, f"learner-{name}", functools.partial(make_learner_run, name))
+
+
+def config_of(workdir: Path, name: str) -> Path:
+    return workdir / "config" / f"learner-{name}.yaml"
+
+
+def check_learner_run(workdir: Path, name: str) -> None:
+    """The reduced DAG ran with the learner: its evaluation, counterfactuals, logs and stored margins."""
+    base = workdir / "results" / f"learner-{name}"
     for alpha in ALPHAS[name]:
         metrics = json.loads((base / f"evaluation/alpha={alpha:g}/metrics.json").read_text())
         assert metrics["n_train_models"] == 40 and metrics["n_eval_models"] == 20
         assert np.isfinite(metrics["lds"])
         if name != "cnn":  # the tiny CIFAR-2 files are random pixels
             assert metrics["mean_target_accuracy_eval_models"] > 0.5
-    assert "LDS" in (base / "summary.md").read_text()
+    if name == "logistic":
+        assert "LDS" in (base / "summary.md").read_text()
     counterfactuals = json.loads((base / f"applications/counterfactuals/alpha={ALPHA:g}/summary.json").read_text())
     n_sets = COUNTERFACTUALS["n_targets"] * len(COUNTERFACTUALS["k"]) * 3
     assert counterfactuals["n_models_trained"] == COUNTERFACTUALS["n_seeds"] * (1 + n_sets)
@@ -596,7 +616,7 @@ def test_smoke_dag_runs_with_the_learner(learner_workdir: Path, learner_runs: di
     assert "40 models in" in log and f", {model_name(name)} on cpu" in log
 
     # The stored margins are those of the learner, recomputed here from the stored data and masks (the last alpha's).
-    config = validate(yaml.safe_load(learner_runs[name].read_text()))
+    config = validate(yaml.safe_load(config_of(workdir, name).read_text()))
     dataset = data.load(base / "data/dataset.npz")
     info = json.loads((base / "data/dataset.json").read_text())
     alpha = ALPHAS[name][-1]
@@ -627,81 +647,122 @@ def check_network_applications(base: Path) -> None:
     assert attributed["details"]["representation_similarity"]["features"] == "penultimate-layer activations"
 
 
+# One class per learner run: pytest-xdist (--dist loadscope) gives a class's tests to one worker, one after the other,
+# and the runs to different workers at once (tests/conftest.py orders them).
 @pytest.mark.workflow
-def test_rule_all_leaves_the_network_applications_out_for_a_margins_only_learner(learner_workdir: Path) -> None:
-    """The scikit-learn example returns margins only: rule all plans the applications that need only margins and
-    leaves unlearning and attribution out, with one log line saying why; the own torch model gets them."""
-    log_line = "rule all leaves out unlearning, attribution: they need the trained torch network"
-    plans = {}
-    for name in ("custom", "own-torch-model"):
-        edit = reduced(name, learner_workdir / "own.npz")
+class TestLogisticRun:
+    """The logistic learner's run reads the user's .npz file at two alphas; the last test edits that file."""
 
-        def planned(config: dict, edit=edit, name=name) -> None:  # a run of its own: nothing of it is made yet
-            edit(config)
-            config["run"] = f"plan-{name}"
+    def test_smoke_dag_runs_with_the_learner(self, learner_run: Callable[[str], Path]) -> None:
+        check_learner_run(learner_run("logistic"), "logistic")
 
-        config = write_config(learner_workdir, f"plan-{name}", planned)
-        dry_run = snakemake(learner_workdir, "-n", "--show-failed-logs", configfile=config)
-        plans[name] = (planned_jobs(dry_run), (dry_run.stdout + dry_run.stderr).count(log_line))
-    jobs, lines = plans["custom"]
-    assert lines == 1 and "unlearning" not in jobs and "attribution" not in jobs
-    assert {"counterfactuals", "leakage", "data_selection", "backdoor", "modeldiff"} <= set(jobs)
-    jobs, lines = plans["own-torch-model"]
-    assert lines == 0 and jobs["unlearning"] == 1 and jobs["attribution"] == 1
+    def test_gpu_is_requested_for_cuda_only(self, learner_run: Callable[[str], Path]) -> None:
+        workdir = learner_run("logistic")
+        for device, gpus in (("cuda", 1), ("auto", 0), ("cpu", 0)):
+            config = write_config(workdir, f"gpu-{device}", reduced("logistic", workdir / "own.npz", device=device))
+            chunk = f"results/learner-logistic/models/alpha={ALPHA:g}/train/chunk-0.parquet"
+            dry_run = snakemake(workdir, "-n", "--force", "--show-failed-logs", chunk, configfile=config)
+            assert re.search(rf"resources: .*\bgpu={gpus}\b", dry_run.stdout), dry_run.stdout
 
+    def test_smoke_dag_runs_on_an_npz_file(self, learner_run: Callable[[str], Path]) -> None:
+        """The logistic learner's run reads the user's .npz file (moved here from test_datasets.py to share the run)."""
+        workdir = learner_run("logistic")
+        config = config_of(workdir, "logistic")
+        run = "results/learner-logistic"
+        info = json.loads((workdir / run / "data/dataset.json").read_text())
+        assert info["name"] == "file" and info["n_train"] == 200 and info["n_targets"] == 260
+        assert info["image_shape"] == [8, 8]
+        metrics = json.loads((workdir / run / f"evaluation/alpha={ALPHA:g}/metrics.json").read_text())
+        assert np.isfinite(metrics["lds"]) and metrics["mean_target_accuracy_eval_models"] > 0.5
 
-@pytest.mark.workflow
-def test_editing_a_learner_retrains_only_its_runs(learner_workdir: Path, learner_runs: dict[str, Path]) -> None:
-    """The run's learner module is part of its training code fingerprint; another learner's is not."""
-
-    def plan(name: str) -> dict[str, int]:
-        return planned_jobs(snakemake(learner_workdir, "-n", "--show-failed-logs", *targets(f"learner-{name}"),
-                                      configfile=learner_runs[name]))
-
-    for module, retrained, untouched in (("image_training.py", "cnn", "logistic"), ("custom.py", "custom", "cnn")):
-        path = learner_workdir / "workflow/datamodels_pipeline" / module
-        original = path.read_text()
+        # The file is an input: editing it reruns the pipeline from prepare_data. The original is put back after, with
+        # its modification time, so that the run stays up to date for the other tests.
+        own = workdir / "own.npz"
+        original, stat = own.read_bytes(), own.stat()
         try:
-            path.write_text(original + "\n# a comment: no new code\n")
-            assert plan(retrained) == {}, module
-            path.write_text(original + "\n_EDIT = 1\n")
-            jobs = plan(retrained)
-            assert jobs["train_chunk"] == 2 and jobs["counterfactuals"] == 1, (module, jobs)
-            assert plan(untouched) == {}, module
+            time.sleep(1)
+            write_own_data(own, roll=1)
+            dry_run = snakemake(workdir, "-n", f"{run}/summary.md", configfile=config)
+            assert planned_jobs(dry_run)["prepare_data"] == 1 and str(own) in dry_run.stdout
         finally:
-            path.write_text(original)
+            own.write_bytes(original)
+            os.utime(own, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert planned_jobs(snakemake(workdir, "-n", f"{run}/summary.md", configfile=config)) == {}
 
 
 @pytest.mark.workflow
-def test_gpu_is_requested_for_cuda_only(learner_workdir: Path) -> None:
-    for device, gpus in (("cuda", 1), ("auto", 0), ("cpu", 0)):
-        config = write_config(learner_workdir, f"gpu-{device}",
-                              reduced("logistic", learner_workdir / "own.npz", device=device))
-        dry_run = snakemake(learner_workdir, "-n", "--force", "--show-failed-logs",
-                            f"results/learner-logistic/models/alpha={ALPHA:g}/train/chunk-0.parquet", configfile=config)
-        assert re.search(rf"resources: .*\bgpu={gpus}\b", dry_run.stdout), dry_run.stdout
+class TestCnnRun:
+    """The CNN learner's run reads tiny CIFAR-2 files in torchvision's format."""
+
+    def test_smoke_dag_runs_with_the_learner(self, learner_run: Callable[[str], Path]) -> None:
+        check_learner_run(learner_run("cnn"), "cnn")
 
 
 @pytest.mark.workflow
-def test_smoke_dag_runs_on_an_npz_file(learner_workdir: Path, learner_runs: dict[str, Path]) -> None:
-    """The logistic learner's run reads the user's .npz file (moved here from test_datasets.py to share the run)."""
-    run = "results/learner-logistic"
-    info = json.loads((learner_workdir / run / "data/dataset.json").read_text())
-    assert info["name"] == "file" and info["n_train"] == 200 and info["n_targets"] == 260
-    assert info["image_shape"] == [8, 8]
-    metrics = json.loads((learner_workdir / run / f"evaluation/alpha={ALPHA:g}/metrics.json").read_text())
-    assert np.isfinite(metrics["lds"]) and metrics["mean_target_accuracy_eval_models"] > 0.5
+class TestCustomRun:
+    """The scikit-learn example, a learner that returns margins only."""
 
-    # The file is an input: editing it reruns the pipeline from prepare_data. The original is put back after, with
-    # its modification time, so that the run stays up to date for the other tests.
-    own = learner_workdir / "own.npz"
-    original, stat = own.read_bytes(), own.stat()
-    try:
-        time.sleep(1)
-        write_own_data(own, roll=1)
-        dry_run = snakemake(learner_workdir, "-n", f"{run}/summary.md", configfile=learner_runs["logistic"])
-        assert planned_jobs(dry_run)["prepare_data"] == 1 and str(own) in dry_run.stdout
-    finally:
-        own.write_bytes(original)
-        os.utime(own, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert planned_jobs(snakemake(learner_workdir, "-n", f"{run}/summary.md", configfile=learner_runs["logistic"])) == {}
+    def test_smoke_dag_runs_with_the_learner(self, learner_run: Callable[[str], Path]) -> None:
+        check_learner_run(learner_run("custom"), "custom")
+
+    def test_rule_all_leaves_the_network_applications_out_for_a_margins_only_learner(self, tmp_path: Path) -> None:
+        """The scikit-learn example returns margins only: rule all plans the applications that need only margins and
+        leaves unlearning and attribution out, with one log line saying why; the own torch model gets them."""
+        workdir = copy_workflow(tmp_path)
+        log_line = "rule all leaves out unlearning, attribution: they need the trained torch network"
+        plans = {}
+        for name in ("custom", "own-torch-model"):
+            edit = reduced(name, workdir / "own.npz")
+
+            def planned(config: dict, edit=edit, name=name) -> None:  # a run of its own: nothing of it is made yet
+                edit(config)
+                config["run"] = f"plan-{name}"
+
+            config = write_config(workdir, f"plan-{name}", planned)
+            dry_run = snakemake(workdir, "-n", "--show-failed-logs", configfile=config)
+            plans[name] = (planned_jobs(dry_run), (dry_run.stdout + dry_run.stderr).count(log_line))
+        jobs, lines = plans["custom"]
+        assert lines == 1 and "unlearning" not in jobs and "attribution" not in jobs
+        assert {"counterfactuals", "leakage", "data_selection", "backdoor", "modeldiff"} <= set(jobs)
+        jobs, lines = plans["own-torch-model"]
+        assert lines == 0 and jobs["unlearning"] == 1 and jobs["attribution"] == 1
+
+
+@pytest.mark.workflow
+class TestOwnTorchModelRun:
+    """The package's example of a user's own nn.Module: it gets unlearning and every attribution method too."""
+
+    def test_smoke_dag_runs_with_the_learner(self, learner_run: Callable[[str], Path]) -> None:
+        check_learner_run(learner_run("own-torch-model"), "own-torch-model")
+
+
+@pytest.mark.workflow
+class TestLearnerEdits:
+    """Edits the learner modules in the cnn and custom runs' folders (only this test edits them; it runs after their
+    classes' tests, tests/conftest.py)."""
+
+    def test_editing_a_learner_retrains_only_its_runs(self, learner_run: Callable[[str], Path]) -> None:
+        """The run's learner module is part of its training code fingerprint; another learner's is not."""
+
+        def plan(name: str) -> dict[str, int]:
+            workdir = learner_run(name)
+            with learner_env(workdir):
+                return planned_jobs(snakemake(workdir, "-n", "--show-failed-logs", *targets(f"learner-{name}"),
+                                              configfile=config_of(workdir, name)))
+
+        for module, retrained, untouched in (("image_training.py", "cnn", "custom"), ("custom.py", "custom", "cnn")):
+            paths = [learner_run(name) / "workflow/datamodels_pipeline" / module for name in (retrained, untouched)]
+            original = paths[0].read_text()
+            try:
+                for path in paths:
+                    path.write_text(original + "\n# a comment: no new code\n")
+                assert plan(retrained) == {}, module
+                for path in paths:
+                    path.write_text(original + "\n_EDIT = 1\n")
+                jobs = plan(retrained)
+                assert jobs["train_chunk"] == 2 and jobs["counterfactuals"] == 1, (module, jobs)
+                assert plan(untouched) == {}, module
+            finally:
+                for path in paths:
+                    path.write_text(original)
+
