@@ -67,7 +67,7 @@ def test_few_models_on_rows_is_the_same_lasso():
     w_true[:4] = generator.normal(size=(4, 3))
     y = (mask @ w_true + generator.normal(scale=0.3, size=(n, 3))).astype(np.float32)
     index = np.array([-1, -1, 7])
-    settings = fit.FitSettings(n_lambdas=12, lambda_eps=1e-2, val_fraction=0.2, tol=1e-7, max_iter=20000)
+    settings = fit.FitSettings(n_lambdas=12, lambda_eps=1e-2, val_fraction=0.2, tol=1e-6, max_iter=5000)
     is_val = statistics.validation_rows(n, 0.2, 0, 0.5)
     stats = statistics.from_arrays(mask, y, index, is_val, {"alpha": 0.5, "seed": 0, "val_fraction": 0.2, "n": n})
     on_rows, _ = fit.fit_targets(stats, settings, rows=lambda: (mask, y), few_models_on_rows=True)
@@ -78,5 +78,5 @@ def test_few_models_on_rows_is_the_same_lasso():
     mu, sigma = fit.standardization(stats.all.xsum, stats.all.n)
     z = (mask - mu) / sigma
     for t in range(2):  # the test targets: every row
-        reference = Lasso(alpha=float(on_rows["lam"][t]), tol=1e-10, max_iter=100_000).fit(z, y[:, t])
+        reference = Lasso(alpha=float(on_rows["lam"][t]), tol=1e-8, max_iter=20_000).fit(z, y[:, t])
         np.testing.assert_allclose(on_rows["w"][:, t], reference.coef_, atol=3e-3)

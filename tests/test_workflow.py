@@ -196,38 +196,47 @@ def test_regression_parameter_does_not_retrain(run_dir):
                          *OWN_FITS, *APPLICATIONS}  # not the statistics pass: the sums do not depend on lambda
 
 
-def _edited(run_dir, module, edit, config):
-    """The dry-run plan after an edit of one package module (restored afterwards)."""
-    path = run_dir / "workflow/datamodels_pipeline" / module
-    original = path.read_text()
+def _edited(run_dir, edits, config):
+    """The dry-run plan after edits ``{module: edit}`` of package modules (restored afterwards)."""
+    originals = {run_dir / "workflow/datamodels_pipeline" / module: edit for module, edit in edits.items()}
+    texts = {path: path.read_text() for path in originals}
     try:
-        path.write_text(edit(original))
+        for path, edit in originals.items():
+            path.write_text(edit(texts[path]))
         return planned_jobs(snakemake(run_dir, "-n", configfile=config))
     finally:
-        path.write_text(original)
+        for path, text in texts.items():
+            path.write_text(text)
 
 
-SEMANTIC = "\n_EDIT = 1\n"  # a module-level assignment: new code, as far as the fingerprint can tell
+def semantic(text: str) -> str:
+    return text + "\n_EDIT = 1\n"  # a module-level assignment: new code, as far as the fingerprint can tell
+
+
+def comment(text: str) -> str:
+    return text + "\n# a comment\n"
+
+
+def docstring(text: str) -> str:
+    return text.replace('"""', '"""An edited docstring. ', 1)
 
 
 def test_code_edits_rerun_only_their_stage(run_dir):
     config = write_config(run_dir, "smoke")
-    # A comment or a docstring changes no stage's code fingerprint: nothing reruns.
-    for module in ("lasso.py", "training.py"):
-        assert _edited(run_dir, module, lambda text: text + "\n# a comment\n", config) == {}, module
-    for module in ("devices.py", "applications/brittleness.py"):
-        assert _edited(run_dir, module, lambda text: text.replace('"""', '"""An edited docstring. ', 1),
-                       config) == {}, module  # (every module's edits are checked without Snakemake in test_codegraph)
+    # A comment or a docstring changes no stage's code fingerprint: nothing reruns (one dry run for the four edits,
+    # every module's edits are checked without Snakemake in test_codegraph).
+    assert _edited(run_dir, {"lasso.py": comment, "training.py": comment, "devices.py": docstring,
+                             "applications/brittleness.py": docstring}, config) == {}
     # The attribution benchmark scores every method with evaluate's LDS, so it reruns too.
-    assert set(_edited(run_dir, "evaluate.py", lambda text: text + SEMANTIC, config)) == {
+    assert set(_edited(run_dir, {"evaluate.py": semantic}, config)) == {
         "evaluate", "learning_curve", "summary", "attribution", "all"}
     # The solver: every fit and what reads the datamodels; no model is retrained by the main run.
-    assert set(_edited(run_dir, "lasso.py", lambda text: text + SEMANTIC, config)) == {
+    assert set(_edited(run_dir, {"lasso.py": semantic}, config)) == {
         "fit_datamodels", "merge_datamodels", "evaluate", "learning_curve", "summary", "all", *OWN_FITS,
         *APPLICATIONS}
     # per alpha: 3 train chunks, 1 held-out, 1 of repeated held-out models
-    assert _edited(run_dir, "training.py", lambda text: text + SEMANTIC, config)["train_chunk"] == 5 * len(ALPHAS)
-    assert _edited(run_dir, "applications/brittleness.py", lambda text: text + SEMANTIC, config) == {
+    assert _edited(run_dir, {"training.py": semantic}, config)["train_chunk"] == 5 * len(ALPHAS)
+    assert _edited(run_dir, {"applications/brittleness.py": semantic}, config) == {
         "brittleness": len(ALPHAS), "all": 1}
 
 
