@@ -83,3 +83,21 @@ def test_the_capability_table_is_the_learners_declarations() -> None:
         declared = protocol.capabilities(models[name])
         assert (protocol.MARGINS in declared, protocol.TORCH_MODULE in declared) == (margins == "yes",
                                                                                    network == "yes"), name
+
+
+CAPTIONS = sorted((REPO / "workflow" / "report").glob("*.rst"))
+
+
+@pytest.mark.parametrize("caption", CAPTIONS, ids=lambda p: p.name)
+def test_report_captions_render_without_docutils_messages(caption: Path) -> None:
+    """Each figure's caption as ``snakemake --report`` renders it (Jinja, then docutils' reStructuredText): a message
+    such as an undefined substitution (a bare ``|x|``) would be printed inside the report."""
+    from docutils.core import publish_parts
+    from docutils.utils import SystemMessage
+    from jinja2 import ChainableUndefined, Environment
+
+    text = Environment(undefined=ChainableUndefined).from_string(caption.read_text()).render()
+    try:
+        publish_parts(text, writer="html", settings_overrides={"halt_level": 2, "report_level": 5})
+    except SystemMessage as message:
+        pytest.fail(f"{caption.relative_to(REPO)}: {message}")
