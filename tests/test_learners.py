@@ -738,8 +738,8 @@ class TestOwnTorchModelRun:
 
 @pytest.mark.workflow
 class TestLearnerEdits:
-    """Edits the learner modules in the cnn and custom runs' folders (only this test edits them; it runs after their
-    classes' tests, tests/conftest.py)."""
+    """Edits the learner modules in the cnn and custom runs' folders (only this test edits them; their classes' other
+    tests only read the runs' results and use the installed package, so they may run at the same time)."""
 
     def test_editing_a_learner_retrains_only_its_runs(self, learner_run: Callable[[str], Path]) -> None:
         """The run's learner module is part of its training code fingerprint; another learner's is not."""

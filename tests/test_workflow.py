@@ -198,10 +198,10 @@ def test_regression_parameter_does_not_retrain(run_dir):
 
 def _edited(run_dir, edits, config):
     """The dry-run plan after edits ``{module: edit}`` of package modules (restored afterwards)."""
-    originals = {run_dir / "workflow/datamodels_pipeline" / module: edit for module, edit in edits.items()}
-    texts = {path: path.read_text() for path in originals}
+    edit_of = {run_dir / "workflow/datamodels_pipeline" / module: edit for module, edit in edits.items()}
+    texts = {path: path.read_text() for path in edit_of}
     try:
-        for path, edit in originals.items():
+        for path, edit in edit_of.items():
             path.write_text(edit(texts[path]))
         return planned_jobs(snakemake(run_dir, "-n", configfile=config))
     finally:

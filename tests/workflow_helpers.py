@@ -39,8 +39,8 @@ def write_config(workdir: Path, name: str, edit=None) -> Path:
 
 
 ONE_THREAD = ("--max-threads", "1")
-"""Every job on one thread: pytest-xdist runs two workflows at once on two cores, and a job's torch and BLAS
-threads then spin at each parallel region while the other workflow holds the core (a tiny lasso fit took 40 s
+"""Every job on one thread: pytest-xdist runs several workflows at once on two cores, and a job's torch and BLAS
+threads then spin at each parallel region while another workflow holds the core (a tiny lasso fit took 40 s
 instead of 2). Two single-threaded jobs per workflow still keep both cores busy."""
 
 

@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 PACKAGE = "datamodels_pipeline"
 ROOT = Path(__file__).resolve().parent
@@ -41,20 +42,32 @@ def _module_name(path: Path, root: Path = ROOT) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _parsed(path: Path, root: Path = ROOT) -> tuple[frozenset[str], str]:
-    """What ``path`` imports and the SHA-256 of its normalised tree, from one parse per version of the file (a
-    workflow's rules share most modules)."""
+class _Parsed(NamedTuple):
+    imports: tuple[Path, ...]
+    """The package modules the file imports directly, with the packages that contain them."""
+    digest: str
+    """SHA-256 of its syntax tree without docstrings, comments and formatting."""
+
+
+def _parsed(path: Path, root: Path = ROOT) -> _Parsed:
+    """One parse per version of the file (a workflow's rules share most modules)."""
     path = path.resolve()
     stat = path.stat()
     return _parsed_cached(path, root.resolve(), stat.st_mtime_ns, stat.st_size)
 
 
 @lru_cache(maxsize=None)
-def _parsed_cached(path: Path, root: Path, mtime_ns: int, size: int) -> tuple[frozenset[str], str]:
+def _parsed_cached(path: Path, root: Path, mtime_ns: int, size: int) -> _Parsed:
     tree = ast.parse(path.read_text(), filename=str(path))
-    names = _import_names(tree, path, root)
+    imports = set()
+    for name in _import_names(tree, path, root):  # absolute names of its modules and `from` targets
+        parts = name.split(".")
+        for k in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+            module = _module_file(".".join(parts[:k]), root)
+            if module is not None:
+                imports.add(module.resolve())
     text = ast.dump(_StripDocstrings().visit(tree), annotate_fields=True, include_attributes=False)
-    return names, hashlib.sha256(text.encode()).hexdigest()
+    return _Parsed(tuple(sorted(imports)), hashlib.sha256(text.encode()).hexdigest())
 
 
 def _import_names(tree: ast.AST, path: Path, root: Path) -> frozenset[str]:
@@ -76,32 +89,13 @@ def _import_names(tree: ast.AST, path: Path, root: Path) -> frozenset[str]:
     return frozenset(names)
 
 
-def _imported_files(path: Path, root: Path = ROOT) -> tuple[Path, ...]:
-    """The package modules ``path`` imports directly, with the packages that contain them."""
-    path = path.resolve()
-    stat = path.stat()
-    return _imported_files_cached(path, root.resolve(), stat.st_mtime_ns, stat.st_size)
-
-
-@lru_cache(maxsize=None)
-def _imported_files_cached(path: Path, root: Path, mtime_ns: int, size: int) -> tuple[Path, ...]:
-    found = set()
-    for name in _parsed(path, root)[0]:  # absolute names of its modules and `from` targets
-        parts = name.split(".")
-        for k in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
-            module = _module_file(".".join(parts[:k]), root)
-            if module is not None:
-                found.add(module.resolve())
-    return tuple(sorted(found))
-
-
 def closure(paths: Iterable[str | Path], root: Path = ROOT) -> list[Path]:
     """Every package module the given files import, transitively, with the packages that contain them; sorted."""
     seen: set[Path] = set()
     stack = [Path(p) for p in paths]
     while stack:
         path = stack.pop()
-        for found in _imported_files(path, root):
+        for found in _parsed(path, root).imports:
             if found not in seen:
                 seen.add(found)
                 stack.append(found)
@@ -129,5 +123,5 @@ def fingerprint(paths: Iterable[str | Path], root: Path = ROOT) -> str:
     digest = hashlib.sha256()
     for path in files:
         name = _module_name(path, root) if path.is_relative_to(root) else path.name
-        digest.update(f"{name}\n{_parsed(path, root)[1]}\n".encode())
+        digest.update(f"{name}\n{_parsed(path, root).digest}\n".encode())
     return digest.hexdigest()[:16]

@@ -65,7 +65,7 @@ class SumsProblem:
 
 
 def covariance(gram: np.ndarray, xsum: np.ndarray, n: int, sigma: np.ndarray, device: torch.device
-                ) -> torch.Tensor:
+               ) -> torch.Tensor:
     """Standardised feature covariance ``(gram / n - xbar xbar^T) / (sigma sigma^T)``, float32, built in row
     blocks of about 32 MB of float64 temporaries."""
     xbar = np.asarray(xsum, dtype=np.float64) / max(n, 1)
@@ -104,7 +104,7 @@ class RowsProblem:
 
 
 def lambda_path(make_fit, make_val, make_all, settings: FitSettings, device: torch.device
-                 ) -> dict[str, torch.Tensor]:
+                ) -> dict[str, torch.Tensor]:
     """Lambda path on the fit rows, selection on the validation rows, refit on all rows at the chosen lambda.
 
     A target leaves the path once its validation MSE has not improved for
@@ -142,8 +142,9 @@ def lambda_path(make_fit, make_val, make_all, settings: FitSettings, device: tor
     return {"w": w, "b": b, "lam": lam, "best_k": best_k, "val_mse": best_mse, "converged": info.converged}
 
 
-def exact_group(rows: Callable[[], tuple[np.ndarray, np.ndarray]], stats: statistics.Statistics, targets: np.ndarray, mu: np.ndarray,
-                 sigma: np.ndarray, settings: FitSettings, device: torch.device) -> dict[str, torch.Tensor]:
+def exact_group(rows: Callable[[], tuple[np.ndarray, np.ndarray]], stats: statistics.Statistics, targets: np.ndarray,
+                mu: np.ndarray, sigma: np.ndarray, settings: FitSettings, device: torch.device
+                ) -> dict[str, torch.Tensor]:
     """Targets on their rows (a training example's: those that exclude it; a test target's: all); memory
     ``4 n (p + T)`` bytes for n models (dense)."""
     mask, outputs = rows()
@@ -159,5 +160,5 @@ def exact_group(rows: Callable[[], tuple[np.ndarray, np.ndarray]], stats: statis
     fit_rows = torch.from_numpy(np.flatnonzero(~is_val)).to(device)
     val_rows = torch.from_numpy(np.flatnonzero(is_val)).to(device)
     return lambda_path(lambda: RowsProblem(z[fit_rows], y[fit_rows], keep[fit_rows]),
-                        lambda: RowsProblem(z[val_rows], y[val_rows], keep[val_rows], solved=False),
-                        lambda: RowsProblem(z, y, keep), settings, device)
+                       lambda: RowsProblem(z[val_rows], y[val_rows], keep[val_rows], solved=False),
+                       lambda: RowsProblem(z, y, keep), settings, device)

@@ -62,8 +62,8 @@ def run(statistics_path: str, train_path: str, eval_path: str, info_path: str, d
     full = json.loads(Path(metrics_path).read_text())
     n = full["n_train_models"]
     folders = dict(statistics.prefixes(statistics_path))
-    if any(max(2, int(round(fraction * n))) < n for fraction in fractions):  # a prefix to fit: the solver's threads
-        import torch  # (a curve of the full set only reads the evaluation and starts without torch)
+    if statistics.prefix_sizes(n, fractions):  # a prefix to fit: the solver's threads (a curve of the full set only
+        import torch  # reads the evaluation and starts without torch)
 
         torch.set_num_threads(max(1, threads))
     points = []

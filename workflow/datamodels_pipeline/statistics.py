@@ -119,20 +119,18 @@ class _Accumulator:
 
     def add(self, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> None:
         """x float32 [B, p] 0/1; y float64 [B, T]; keep float64 [B, T] 0/1."""
-        import torch
-
         if x.shape[0] == 0:
             return
         self.n += x.shape[0]
         self.gram.addmm_(x.T, x)
-        self.xsum += x.sum(0, dtype=torch.float64)
+        self.xsum += x.sum(0, dtype=self.xsum.dtype)
         yk = y * keep
         self.n_kept += keep.sum(0)
         self.ysum += yk.sum(0)
         self.yy += (yk * y).sum(0)
         # float32 products (x is 0/1: exact; the outputs' float32 rounding, ~1e-7 relative, is far below
         # the sampling noise), summed across batches in float64.
-        self.xy += (yk.T.to(torch.float32) @ x).to(torch.float64)
+        self.xy += (yk.T.to(x.dtype) @ x).to(self.xy.dtype)
 
     def sums(self) -> RowSums:
         return RowSums(self.n, *(t.cpu().numpy() for t in (self.xsum, self.gram, self.n_kept, self.ysum, self.yy,

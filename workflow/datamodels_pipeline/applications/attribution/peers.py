@@ -183,6 +183,11 @@ def dattri_trak(ctx: Context, settings: dict, proj_dim: int, n_models: int) -> t
     return scores, time.process_time() - start + training_seconds, training_seconds
 
 
+def _influence_regularization(ctx: Context, settings: dict) -> float:
+    """dattri's shift of the Hessian: our damping plus the learner's weight decay (our Hessian includes it)."""
+    return float(settings["damping"]) + float(ctx.learner.weight_decay)
+
+
 def dattri_influence(ctx: Context, settings: dict) -> tuple[np.ndarray, float, float]:
     """dattri's explicit-Hessian influence functions on our influence functions' networks, averaged over them:
     (scores in our sign convention, CPU seconds with training, training CPU seconds)."""
@@ -190,7 +195,7 @@ def dattri_influence(ctx: Context, settings: dict) -> tuple[np.ndarray, float, f
     networks, training_seconds = trained_networks(ctx, "influence_function", settings, n_models)
     _, subsets = model_plan("influence_function", n_models, settings["train_set"], ctx.seed, ctx.alpha,
                             ctx.dataset.n_train)
-    regularization = float(settings["damping"]) + float(ctx.learner.weight_decay)
+    regularization = _influence_regularization(ctx, settings)
     start = time.process_time()
     total = sum(dattri_influence_scores(model, ctx.x_train, ctx.y_train, rows, ctx.x_targets, ctx.y_targets,
                                         regularization, ctx.loss) for model, rows in zip(networks, subsets))
@@ -228,7 +233,7 @@ def peer_rows(ctx: Context, settings: dict, held_out: evaluate.HeldOut, index: n
         if influence["n_models"]:
             scores, seconds, training = dattri_influence(ctx, influence)
             n = influence["n_models"]
-            regularization = float(influence["damping"]) + float(ctx.learner.weight_decay)
+            regularization = _influence_regularization(ctx, influence)
             row = Row("dattri_influence", n, models_trained=n, cpu_seconds=seconds, cpu_seconds_training=training,
                       train_set=influence["train_set"],
                       note=f"dattri {version} IFAttributorExplicit on our influence networks, H + {regularization:g} I")
